@@ -1,0 +1,1 @@
+"""Pretraining code for the backbones vicreg-bench evaluates."""
