@@ -14,3 +14,14 @@ REAL_LAYOUTS = FIXTURES / "real_layouts"
 def real_layouts() -> Path:
     """Real annotation files of each dataset (see tests/fixtures/real_layouts/README.txt for sources)."""
     return REAL_LAYOUTS
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """The tiny synthetic suite (all datasets in their official layouts), generated once per test session.
+
+    Read it through `vicreg_bench.data.registry.open_classification/open_detection(name, synthetic_root, split)`.
+    Images are about 64 px: call the protocol transforms with e.g. `size=56, resize=64`. Do not modify it."""
+    from vicreg_bench.data.synth import make_synthetic_suite
+
+    return make_synthetic_suite(tmp_path_factory.mktemp("synthetic") / "data", size="tiny", seed=0)
