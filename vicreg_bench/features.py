@@ -121,7 +121,7 @@ def weights_digest(state_dict: dict) -> str:
             continue
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -280,17 +280,6 @@ def forward_features(model: torch.nn.Module, images: torch.Tensor, device: str, 
     return trunk_forward(model, images, device, precision).cpu()
 
 
-class _Subset(torch.utils.data.Dataset):
-    def __init__(self, dataset, indices: list[int]):
-        self.dataset, self.indices = dataset, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        return self.dataset[self.indices[i]]
-
-
 def _bad_image_message(e: BaseException) -> str:
     """The useful last line of an error re-raised from a DataLoader worker."""
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
@@ -316,17 +305,19 @@ def extract_into(entry: CacheEntry, model: torch.nn.Module, dataset, *, device: 
     if not todo:
         return stats
     cuda = str(device).startswith("cuda")
+    # Batches never straddle shards, so every image is computed in the same batch whatever the number of
+    # processes or the point a previous attempt stopped at (batch composition changes float rounding).
+    batches = [list(range(b, min(b + batch_size, ranges[s].stop))) for s in mine
+               for b in range(ranges[s].start, ranges[s].stop, batch_size)]
     loader = torch.utils.data.DataLoader(
-        _Subset(dataset, todo),
-        batch_size=batch_size,
-        shuffle=False,
+        dataset,
+        batch_sampler=batches,
         num_workers=workers,
         pin_memory=cuda,
         collate_fn=collate_skipping_bad,
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
     )
-    shard_of = {s: s for s in mine}
     pending: dict[int, dict] = {s: {"feats": [], "idx": [], "bad": [], "left": len(ranges[s])} for s in mine}
     bar = tqdm(total=len(todo), unit="img", desc=desc_text, disable=not (progress and D.is_main()),
                dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
@@ -340,7 +331,7 @@ def extract_into(entry: CacheEntry, model: torch.nn.Module, dataset, *, device: 
                 rows += [(int(i), feats[j], None) for j, i in enumerate(idx.tolist())]
             rows += [(b.index, None, {"index": b.index, "path": b.path, "error": b.error}) for b in bad]
             for i, f, b in rows:
-                s = shard_of[i // shard_size]
+                s = i // shard_size
                 p = pending[s]
                 if f is not None:
                     p["feats"].append(f)
@@ -571,16 +562,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_data_root(data_root: str | None) -> Path:
-    root = data_root or os.environ.get("VICREG_BENCH_DATA")
-    if not root:
-        raise UserError("--data-root: no data root given (pass --data-root DIR or set $VICREG_BENCH_DATA)")
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise UserError(f"--data-root {path}: no such directory")
-    return path
-
-
 def add_extraction_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by `extract` and `run`."""
     p.add_argument("--data-root", help="dataset root (default: $VICREG_BENCH_DATA); layout in the README")
@@ -616,6 +597,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from vicreg_bench.checkpoints import load_backbone
+    from vicreg_bench.data.registry import resolve_data_root
 
     out = Path(args.output)
     if out.suffix != ".npz":

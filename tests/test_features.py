@@ -1,0 +1,201 @@
+"""Feature extraction and its cache: equal to a plain forward pass, reused, resumable, never half-read,
+bad images skipped and listed, and 2 processes (torchrun + gloo) equal to 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vicreg_bench.data.base import ClassificationDataset
+from vicreg_bench.errors import UserError
+from vicreg_bench.features import (
+    CacheEntry,
+    build_frozen_trunk,
+    build_transform,
+    cache_key,
+    features_for_dataset,
+    weights_digest,
+)
+from vicreg_bench.models import build_resnet
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE, RESIZE = 32, 36
+
+
+def samples_for(n: int) -> list[tuple[str, int]]:
+    return [(f"c{i % 3}/img{i:03d}.png", i % 3) for i in range(n)]
+
+
+def write_images(root: Path, n: int, seed: int = 0, bad: tuple[int, ...] = ()) -> None:
+    rng = np.random.default_rng(seed)
+    for i, (rel, _) in enumerate(samples_for(n)):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        if i in bad:
+            (root / rel).write_bytes(b"not a png")
+        else:
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / rel)
+
+
+def open_tiny(root: Path, n: int = 21, on_bad_image: str = "error"):
+    tf, params = build_transform("eval", size=SIZE, resize=RESIZE)
+    ds = ClassificationDataset(root, samples_for(n), ["c0", "c1", "c2"], split="train", transform=tf,
+                               on_bad_image=on_bad_image)
+    return ds, params
+
+
+def tiny_dataset(root: Path, n: int = 21, bad: tuple[int, ...] = (), on_bad_image: str = "error"):
+    write_images(root, n, bad=bad)
+    return open_tiny(root, n, on_bad_image)
+
+
+@pytest.fixture(scope="module")
+def trunk_state() -> dict:
+    torch.manual_seed(0)
+    return build_resnet("resnet18").state_dict()
+
+
+def extract(ds, params, state, cache, **kw):
+    kw.setdefault("shard_size", 8)
+    return features_for_dataset(
+        lambda: build_frozen_trunk(state, "resnet18", "cpu"), ds, dataset_name="tiny", transform_params=params,
+        ckpt_sha256="0" * 64, weights_sha256=weights_digest(state), cache_dir=cache, device="cpu",
+        batch_size=5, workers=0, progress=False, **kw)
+
+
+def direct_features(ds, state) -> np.ndarray:
+    model = build_frozen_trunk(state, "resnet18", "cpu")
+    with torch.no_grad():
+        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        return model(x).numpy()
+
+
+def test_features_equal_forward_pass_and_cache_is_reused(tmp_path, trunk_state):
+    ds, params = tiny_dataset(tmp_path / "data")
+    fs = extract(ds, params, trunk_state, tmp_path / "cache")
+    assert not fs.from_cache
+    assert fs.features.shape == (21, 512) and fs.features.dtype == np.float32
+    np.testing.assert_allclose(fs.features, direct_features(ds, trunk_state), rtol=1e-5, atol=1e-5)
+    assert fs.labels.tolist() == [i % 3 for i in range(21)]
+    assert fs.paths[4] == "c1/img004.png"
+    assert fs.throughput["images"] == 21 and fs.throughput["images_per_s"] > 0
+    assert fs.manifest_sha256 == ds.manifest_sha256()
+
+    again = extract(ds, params, trunk_state, tmp_path / "cache")
+    assert again.from_cache and again.key == fs.key
+    np.testing.assert_array_equal(again.features, fs.features)
+
+
+def test_cache_key_follows_everything_that_changes_features(trunk_state):
+    base = dict(ckpt_sha256="a" * 64, weights_sha256="w", dataset="imagenet", manifest_sha256="m", split="val",
+                transform=build_transform("eval", size=SIZE, resize=RESIZE)[1], precision="fp32")
+    key = cache_key(**base)[0]
+    for change in [dict(ckpt_sha256="b" * 64), dict(weights_sha256="v"), dict(manifest_sha256="n"),
+                   dict(split="train"), dict(precision="bf16"), dict(layer="res4avg"),
+                   dict(transform=build_transform("knn", size=SIZE, resize=RESIZE)[1]),
+                   dict(transform=build_transform("eval", size=SIZE, resize=RESIZE + 4)[1]),
+                   dict(transform=build_transform("eval", size=SIZE, resize=RESIZE, normalize=False)[1])]:
+        assert cache_key(**{**base, **change})[0] != key, change
+    other = {k: v.clone() for k, v in trunk_state.items()}
+    other["conv1.weight"][0, 0, 0, 0] += 1
+    assert weights_digest(other) != weights_digest(trunk_state)
+
+
+def test_interrupted_extraction_resumes_and_is_never_read_half_written(tmp_path, trunk_state):
+    ds, params = tiny_dataset(tmp_path / "data")
+    reference = extract(ds, params, trunk_state, tmp_path / "ref").features
+
+    written: list[int] = []
+
+    def kill_after_two(s: int) -> None:
+        written.append(s)
+        if len(written) == 2:
+            raise KeyboardInterrupt  # like Ctrl-C / a killed job, right after the 2nd shard hit the disk
+
+    with pytest.raises(KeyboardInterrupt):
+        extract(ds, params, trunk_state, tmp_path / "cache", on_shard_written=kill_after_two)
+    entry = CacheEntry(tmp_path / "cache", reference_key(ds, params, trunk_state))
+    assert not entry.is_complete()  # no completion marker -> never read as a finished extraction
+    assert sorted(p.name for p in entry.dir.glob("shard_*.npz")) == ["shard_00000.npz", "shard_00001.npz"]
+    assert not list(entry.dir.glob("*.tmp"))  # the atomic writes left no temporary files
+
+    resumed: list[int] = []
+    fs = extract(ds, params, trunk_state, tmp_path / "cache", on_shard_written=resumed.append)
+    assert resumed == [2]  # 21 images in shards of 8: only the third one was left to do
+    assert fs.throughput["images"] == 5
+    np.testing.assert_array_equal(fs.features, reference)
+
+    # A shard that cannot be read is recomputed, and an entry without complete.json is not trusted.
+    entry.complete_file.unlink()
+    entry.shard_file(1).write_bytes(b"garbage")
+    redone: list[int] = []
+    fs = extract(ds, params, trunk_state, tmp_path / "cache", on_shard_written=redone.append)
+    assert redone == [1] and not fs.from_cache
+    np.testing.assert_array_equal(fs.features, reference)
+
+
+def reference_key(ds, params, state) -> str:
+    return cache_key(ckpt_sha256="0" * 64, weights_sha256=weights_digest(state), dataset="tiny",
+                     manifest_sha256=ds.manifest_sha256(), split="train", transform=params, precision="fp32")[0]
+
+
+def test_bad_images_error_or_skip(tmp_path, trunk_state):
+    ds, params = tiny_dataset(tmp_path / "data", n=12, bad=(3, 10))
+    with pytest.raises(UserError, match=r"img003\.png.*--on-bad-image skip"):
+        extract(ds, params, trunk_state, tmp_path / "cache")
+    ds.on_bad_image = "skip"
+    fs = extract(ds, params, trunk_state, tmp_path / "cache")
+    assert fs.features.shape[0] == 10
+    assert [Path(s["path"]).name for s in fs.skipped] == ["img003.png", "img010.png"]
+    assert "img003.png" not in " ".join(fs.paths) and len(fs.paths) == 10
+    assert fs.labels.tolist() == [i % 3 for i in range(12) if i not in (3, 10)]
+
+
+DIST_SCRIPT = r"""
+import sys, torch
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import test_features as tf
+from vicreg_bench import distributed as D
+D.init_from_env("cpu")
+torch.set_num_threads(1)
+torch.manual_seed(0)
+from vicreg_bench.models import build_resnet
+state = build_resnet("resnet18").state_dict()
+ds, params = tf.open_tiny(Path(sys.argv[2]))
+fs = tf.extract(ds, params, state, Path(sys.argv[3]))
+assert fs.features.shape[0] == len(ds)
+if D.is_main():
+    import numpy as np
+    np.save(sys.argv[4], fs.features)
+D.cleanup()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_processes_extract_the_same_features_as_one(tmp_path, trunk_state):
+    data = tmp_path / "data"
+    ds, params = tiny_dataset(data)
+    one = extract(ds, params, trunk_state, tmp_path / "cache1").features
+    script = tmp_path / "dist_extract.py"
+    script.write_text(DIST_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "two.npy"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(Path(__file__).parent), str(data), str(tmp_path / "cache2"), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = np.load(out)
+    np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-5)
+    # the shards were really split: 3 shards of 8, rank 0 wrote 0 and 2, rank 1 wrote 1 (all present)
+    done = json.loads(next((tmp_path / "cache2").glob("*/*/complete.json")).read_text())
+    assert done["throughput"]["num_processes"] == 2 and done["num_shards"] == 3
