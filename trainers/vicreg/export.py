@@ -2,7 +2,8 @@
 
 - `<arch>.pth` (e.g. `resnet50.pth`): the backbone state dict alone, flat, torchvision key names, no
   `fc` - the form of the official `resnet50.pth`; loads strictly into torchvision's ResNet minus fc and
-  into `vicreg_bench.models.build_resnet(arch)`.
+  into `vicreg_bench.models.build_resnet(arch)`. Its `_metadata` table (invisible to `load_state_dict`)
+  says VICReg trained it, so `load_backbone` reports method `vicreg` without `--method`.
 - `model_official.pth`: `{epoch, model, optimizer}` with `module.backbone.*` / `module.projector.*` keys,
   the official full checkpoint (the trainer's `model.pth` is this plus resume state).
 Both are recognised by `vicreg_bench.checkpoints.load_backbone` as method `vicreg`.
@@ -15,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from vicreg_bench import __version__
+from vicreg_bench.checkpoints.formats import EXPORT_KEY, EXPORT_VERSION
 from vicreg_bench.errors import UserError
 from vicreg_bench.fileio import atomic_torch_save
 
@@ -28,17 +32,32 @@ from .checkpoint import MODEL_PREFIX, load_checkpoint, unwrap
 BACKBONE_PREFIX = MODEL_PREFIX + "backbone."
 
 
-def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Backbone weights with torchvision names (no `fc`: the trunk's fc is an Identity)."""
+def tag_as_vicreg(state: dict[str, torch.Tensor], source: str = "vicreg-train") -> "OrderedDict[str, torch.Tensor]":
+    """A flat state dict (same keys and tensors) whose `_metadata` table records that VICReg trained it.
+
+    `_metadata` is the per-module version table every `state_dict()` carries and `load_state_dict`
+    ignores for unknown entries; `vicreg_bench.checkpoints.load_backbone` reads the entry and reports
+    method `vicreg` instead of `torchvision` for this otherwise plain backbone file.
+    """
+    out: OrderedDict[str, torch.Tensor] = OrderedDict(state)
+    metadata = dict(getattr(state, "_metadata", None) or {})
+    metadata[EXPORT_KEY] = {"version": EXPORT_VERSION, "method": "vicreg", "tool_version": __version__,
+                            "source_format": source, "normalize_input": True}
+    out._metadata = metadata  # type: ignore[attr-defined]
+    return out
+
+
+def backbone_state_dict(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    """Backbone weights with torchvision names (no `fc`: the trunk's fc is an Identity), tagged as VICReg."""
     state = unwrap(model).backbone.state_dict()
-    return {k: v.detach().cpu().clone() for k, v in state.items() if not k.startswith("fc.")}
+    return tag_as_vicreg(OrderedDict((k, v.detach().cpu().clone()) for k, v in state.items() if not k.startswith("fc.")))
 
 
 def backbone_from_official_state(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {k[len(BACKBONE_PREFIX):]: v for k, v in model_state.items() if k.startswith(BACKBONE_PREFIX)}
     if not out:
         raise UserError("checkpoint: no 'module.backbone.*' keys in its 'model' entry (expected a vicreg-train or official VICReg model.pth)")
-    return {k: v for k, v in out.items() if not k.startswith("fc.")}
+    return tag_as_vicreg(OrderedDict((k, v) for k, v in out.items() if not k.startswith("fc.")), "vicreg model.pth")
 
 
 def save_backbone(state: dict[str, torch.Tensor], out: str | Path, *, force: bool = True) -> Path:
