@@ -124,6 +124,18 @@ def _flatten_keys(obj: Any, label: str) -> list[str]:
     return keys
 
 
+def _apply_export_meta(ext: Extraction, obj: Any) -> Extraction:
+    """VISSL and detectron2 files written by `convert` remember the source method in EXPORT_KEY."""
+    meta = obj.get(EXPORT_KEY) if _is_mapping(obj) else None
+    if _is_mapping(meta):
+        if meta.get("method") in METHODS:
+            ext.method = str(meta["method"])
+        ext.normalize_input = bool(meta.get("normalize_input", True))
+        ext.notes.append(f"written by vicreg-bench convert from a {meta.get('source_format', '?')} checkpoint")
+        ext.dropped = [d for d in ext.dropped if d != EXPORT_KEY]
+    return ext
+
+
 # ----------------------------------------------------------------------------------------- rules
 
 
@@ -175,7 +187,7 @@ def _vissl(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
         notes.append("VISSL evaluation checkpoint: trunk under base_model._feature_blocks.")
     if "phase_idx" in obj:
         notes.append(f"VISSL phase_idx {obj.get('phase_idx')}, iteration {obj.get('iteration')}")
-    return Extraction("vissl", "vissl", backbone, f"{path}/{prefix}", dropped, notes)
+    return _apply_export_meta(Extraction("vissl", "vissl", backbone, f"{path}/{prefix}", dropped, notes), obj)
 
 
 def _dino_full(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
@@ -219,7 +231,7 @@ def _detectron2(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     backbone, dropped = _take(model, prefix, "detectron2", "model/")
     dropped += _other_entries(obj, "model")
     notes = [f"detectron2 names converted back to torchvision names (__author__: {obj.get('__author__')!r})"]
-    return Extraction("detectron2", "detectron2", backbone, f"model/{prefix}", dropped, notes)
+    return _apply_export_meta(Extraction("detectron2", "detectron2", backbone, f"model/{prefix}", dropped, notes), obj)
 
 
 _PROJECTOR_BIAS = re.compile(r"^(module\.)?projector\.\d+\.bias$")
