@@ -234,7 +234,7 @@ def _detectron2(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     return _apply_export_meta(Extraction("detectron2", "detectron2", backbone, f"model/{prefix}", dropped, notes), obj)
 
 
-_PROJECTOR_BIAS = re.compile(r"^(module\.)?projector\.\d+\.bias$")
+_PROJECTOR_BIAS = re.compile(r"^(module\.)?projector\.0\.bias$")  # the first Linear: biased in VICReg only
 
 
 def _vicreg_barlow_full(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
@@ -252,13 +252,13 @@ def _vicreg_barlow_full(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     method = found
     if ctx.method in ("vicreg", "barlowtwins"):
         if found and found != ctx.method:
-            marker = f"{outer}projector.N.bias" if found == "vicreg" else f"{outer}bn.running_mean"
+            marker = f"{outer}projector.0.bias" if found == "vicreg" else f"{outer}bn.running_mean"
             raise LayoutError(f"--method {ctx.method} does not fit: '{marker}' marks a {found} full checkpoint")
         method = ctx.method
     elif found is None:
         raise LayoutError(
             f"ambiguous layout: {{model: {prefixes[0]}*}} is a VICReg or a Barlow Twins full checkpoint, but neither "
-            f"marker is present ('{outer}projector.N.bias': VICReg, '{outer}bn.running_mean': Barlow Twins); "
+            f"marker is present ('{outer}projector.0.bias': VICReg, '{outer}bn.running_mean': Barlow Twins); "
             "pass --method vicreg or --method barlowtwins"
         )
     backbone, dropped = _take(model, prefixes[0], "torchvision", "model/")

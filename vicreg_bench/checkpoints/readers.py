@@ -103,20 +103,36 @@ def _read_safetensors(path: Path) -> RawCheckpoint:
     return RawCheckpoint(tensors, "safetensors", "safetensors", metadata=dict(metadata))
 
 
+def _unsafe_globals(path: Path) -> list[str] | None:
+    """Globals torch's weights_only loader would refuse, found by scanning the pickle opcodes (zip files)."""
+    import torch
+
+    scan = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if scan is None:
+        return None
+    try:
+        return list(scan(str(path)))
+    except Exception:  # let torch.load report what is wrong with the file
+        return None
+
+
 def _torch_load(path: Path, container: str) -> RawCheckpoint:
     import torch
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        return RawCheckpoint(obj, container, "weights_only")
-    except pickle.UnpicklingError as e:
-        refused = re.search(r"GLOBAL ([\w.]+)", str(e))
-        if "Weights only load failed" not in str(e):
+    unsafe = _unsafe_globals(path) if container == "torch_zip" else None
+    if not unsafe:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return RawCheckpoint(obj, container, "weights_only")
+        except pickle.UnpicklingError as e:
+            if "Weights only load failed" not in str(e):
+                raise UserError(f"{path}: truncated or corrupt PyTorch file ({str(e).splitlines()[0][:120]})") from None
+            refused = re.search(r"GLOBAL ([\w.]+)", str(e))
+            unsafe = [refused.group(1)] if refused else []
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
             raise UserError(f"{path}: truncated or corrupt PyTorch file ({str(e).splitlines()[0][:120]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-        raise UserError(f"{path}: truncated or corrupt PyTorch file ({str(e).splitlines()[0][:120]})") from None
-    # weights_only refused a global: read again with the restricted unpickler.
-    what = refused.group(1) if refused else "a non-tensor global"
+    # weights_only refuses some global: read with the restricted unpickler instead.
+    what = ", ".join(unsafe) if unsafe else "a non-tensor global"
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=safe_pickle)
     except safe_pickle.UnsafePickleError as e:
