@@ -25,3 +25,11 @@ def synthetic_root(tmp_path_factory) -> Path:
     from vicreg_bench.data.synth import make_synthetic_suite
 
     return make_synthetic_suite(tmp_path_factory.mktemp("synthetic") / "data", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(synthetic_root, tmp_path_factory) -> dict:
+    """{"random": path, "trained": path}: resnet18 backbone files (see tests/tiny_checkpoints.py)."""
+    from tiny_checkpoints import make_tiny_checkpoints
+
+    return make_tiny_checkpoints(synthetic_root, tmp_path_factory.mktemp("tiny_checkpoints"))

@@ -56,9 +56,9 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("imagenet_semisup_10pct", _SEMI, "run_imagenet_semisup_10pct", ("imagenet",),
                  "fine-tuning on 10% of the ImageNet labels", False, "protocol_imagenet_semisup_10pct"),
         TaskSpec("voc07_det", _DET, "run_voc07_det", ("voc2007", "voc2012"),
-                 "VOC07+12 Faster R-CNN R50-C4, tested on VOC07", False),
+                 "VOC07+12 Faster R-CNN R50-C4, tested on VOC07", False, "protocol_voc07_det"),
         TaskSpec("coco_det", _DET, "run_coco_det", ("coco",),
-                 "COCO Mask R-CNN R50-FPN, box and mask AP", False),
+                 "COCO Mask R-CNN R50-FPN, box and mask AP", False, "protocol_coco_det"),
     ]
 }
 
