@@ -204,12 +204,18 @@ def test_numpy_arrays_in_plain_pickle(tmp_path: Path) -> None:
 
 
 def test_resnet50_release_file(tmp_path: Path) -> None:
-    """One full-size case: a VICReg/Barlow resnet50.pth-style backbone (25.6M parameters)."""
+    """The one full-size case: a VICReg/Barlow resnet50.pth-style backbone (23.5M trunk parameters),
+    loaded, checked strictly, and round-tripped through detectron2."""
+    from vicreg_bench.checkpoints.convert import save_detectron2_pkl
+
     path = _save(F.trunk("resnet50"), tmp_path / "resnet50.pth")
     sd, info = load_backbone(path, method="vicreg")
     assert (info.arch, info.method) == ("resnet50", "vicreg")
     assert info.num_params == sum(p.numel() for p in _model("resnet50").parameters())
     strict_load(sd, info)
+    back, info_d2 = load_backbone(save_detectron2_pkl(sd, tmp_path / "r50.pkl"))
+    assert (info_d2.arch, info_d2.format) == ("resnet50", "detectron2")
+    assert list(back) == list(sd) and all(torch.equal(back[k], sd[k]) for k in sd)
 
 
 def test_generic_fallback_single_trunk_under_unknown_prefix(tmp_path: Path) -> None:
