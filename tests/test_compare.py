@@ -70,11 +70,15 @@ def svm(m_ap: float, variant: str = "squash", extra: tuple[str, ...] = ()) -> di
                       seed=0, seconds=30.0)
 
 
-def det(ap50: float, engine: str = "detectron2", iterations: int = 24000) -> dict:
-    params = {"config": "voc07_12_faster_rcnn_R50_C4", "iterations": iterations, "batch_size": 16, "engine": engine}
-    return task_entry(status="ok", metrics={"AP": ap50 - 25, "AP50": ap50, "AP75": ap50 - 20}, protocol_name=f"det_{engine}_c4",
+def det(ap50: float, engine: str = "detectron2", max_iter: int = 24000, record_deviations: bool = True) -> dict:
+    """Shaped like vicreg_bench.detection.protocols.protocol_record and the runners' `extra`."""
+    notes = [] if max_iter == 24000 else [f"schedule scaled to {max_iter} iterations (not the protocol)"]
+    params = {"engine": engine, "model": "faster_rcnn_R_C4_extra_norm", "arch": "resnet50",
+              "schedule": {"max_iter": max_iter, "ims_per_batch": 16, "base_lr": 0.02}, "paper_protocol": not notes}
+    extra = {"deviations_from_protocol": notes, "paper_protocol": not notes} if record_deviations else {}
+    return task_entry(status="ok", metrics={"AP": ap50 - 25, "AP50": ap50, "AP75": ap50 - 20}, protocol_name=f"det_voc07_12_{engine}",
                       protocol_params=params, dataset=dataset("voc2007", {"train": "5" * 64, "test": "6" * 64}),
-                      engine=engine, seed=0, seconds=3600.0)
+                      engine=engine, seed=0, seconds=3600.0, extra=extra)
 
 
 def results(name: str, tasks: dict, *, created: str = "2026-01-01T00:00:00+00:00", suite: str = "all",
@@ -221,12 +225,28 @@ def test_detection_engine_is_marked(tmp_path):
     c = cell(t, 1, "voc07_det.AP50")
     assert c.marks == ["engine"], "engine differences are not also counted as protocol differences"
     assert "engine torchvision vs the column's detectron2" in " ".join(note_texts(t, c))
+    assert "det_voc07_12_torchvision" in " ".join(note_texts(t, c))
     assert not cell(t, 0, "voc07_det.AP50").marks
     assert [col.key for col in t.columns] == ["voc07_det.AP50", "voc07_det.AP", "voc07_det.AP75"]
     # all rows torchvision: no relative difference, but still not the paper's engine
     t = table_for(tmp_path, [results("vicreg", {"voc07_det": det(50.0, "torchvision")})])
     c = cell(t, 0, "voc07_det.AP")
     assert c.marks == ["engine"] and "not detectron2" in " ".join(note_texts(t, c))
+
+
+def test_detection_deviations_recorded_by_the_task(tmp_path):
+    t = table_for(tmp_path, [results("vicreg", {"voc07_det": det(40.0, "torchvision", max_iter=300)})])
+    c = cell(t, 0, "voc07_det.AP50")
+    assert c.marks == ["engine", "protocol"]
+    assert "schedule scaled to 300 iterations (not the protocol)" in " ".join(note_texts(t, c))
+    # without the task's own record, the paper's settings are checked (max_iter under schedule)
+    t = table_for(tmp_path, [results("vicreg", {"voc07_det": det(40.0, max_iter=1000, record_deviations=False)})])
+    assert "schedule.max_iter = 1000 (paper: 24000)" in " ".join(note_texts(t, cell(t, 0, "voc07_det.AP50")))
+    # a resnet18 next to a resnet50 is not a protocol difference (the arch is in the row)
+    r18 = det(60.0)
+    r18["protocol"]["params"]["arch"] = "resnet18"
+    t = table_for(tmp_path, [results("vicreg", {"voc07_det": det(80.0)}), results("random", {"voc07_det": r18})])
+    assert not cell(t, 1, "voc07_det.AP50").marks
 
 
 def test_dataset_manifest_is_marked(tmp_path):

@@ -118,7 +118,7 @@ ENGINE_KEYS = ("engine", "det_engine")
 # settings sit under a key named after the variant), and the checkpoint's own input normalisation
 # (converted SimCLR models take unnormalised images; that is the checkpoint's, not the protocol's).
 KNOWN_VARIANTS = ("squash", "center_crop")
-IGNORED_PARAMS = ("extra_variants", "normalize", "repr")
+IGNORED_PARAMS = ("extra_variants", "normalize", "repr", "arch", "paper_protocol")
 PAPER_ENGINE = "detectron2"
 PAPER_SVM_VARIANT = "squash"  # VISSL's transform, which produced the published VOC07 numbers
 DETECTION_TASKS = ("voc07_det", "coco_det")
@@ -302,11 +302,19 @@ def _last(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
+def _extra(entry: dict, key: str) -> Any:
+    """A task entry's additional field: at its top level, or under `extra` (how `run` stores them)."""
+    if key in entry:
+        return entry[key]
+    extra = entry.get("extra")
+    return extra.get(key) if isinstance(extra, dict) else None
+
+
 def image_variant(entry: dict) -> str | None:
     """The image variant a task ran with (VOC07 SVM: squash / center_crop), where it is recorded."""
     for key in VARIANT_KEYS:
-        if isinstance(entry.get(key), str):
-            return entry[key]
+        if isinstance(_extra(entry, key), str):
+            return _extra(entry, key)
     params = _flatten(entry.get("protocol", {}).get("params", {}))
     for key in VARIANT_KEYS:
         for k, v in params.items():
@@ -386,10 +394,21 @@ def paper_departures(task: str, entry: dict) -> list[str]:
     overridden = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("overrides.")}
     if overridden:
         reasons.append("scaled with " + ", ".join(f"{k}={_fmt(v)}" for k, v in overridden.items()))
+    # A task that says itself how it departs from the paper (detection: `paper_protocol`, and the list
+    # `deviations_from_protocol`) is taken at its word.
+    deviations = _extra(entry, "deviations_from_protocol")
+    said_paper = [v for k, v in _flatten(entry.get("protocol", {}).get("params", {})).items() if _last(k) == "paper_protocol"]
+    if isinstance(deviations, list) and deviations:
+        reasons += [str(d) for d in deviations]
+        return reasons
+    found_any = False
     for setting, paper_value in PAPER_SETTINGS.get(task, {}).items():
         found = _setting({k: v for k, v in params.items() if not k.startswith("overrides.")}, setting)
         if found is not None and not _same(found[1], paper_value) and _last(found[0]) not in overridden:
             reasons.append(f"{found[0]} = {_fmt(found[1])} (paper: {_fmt(paper_value)})")
+            found_any = True
+    if said_paper and said_paper[0] is False and not found_any and not overridden:
+        reasons.append("the task records that it did not run the paper's protocol (paper_protocol = false)")
     return reasons
 
 
