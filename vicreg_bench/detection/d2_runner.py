@@ -103,10 +103,9 @@ def build_command(
         "--num-machines", str(opts.num_machines),
         "--machine-rank", str(opts.machine_rank),
         "--dist-url", opts.dist_url,
-        "--data-root", str(data_root),
+        *(["--resume"] if resume else []),
+        "--data-root", str(data_root),  # last flag: KEY VALUE config overrides follow
     ]
-    if resume:
-        cmd.append("--resume")
     for k, v in d2.items():
         cmd += [k, v]
     cmd += extra
