@@ -73,11 +73,14 @@ SUITE_SIZES = {
 # Real ImageNet wnids (every 100th of the sorted 1000), so the folders look like the real thing.
 IMAGENET_WNIDS = ("n01440764", "n01860187", "n02097474", "n02165105", "n02669723",
                   "n03042490", "n03532672", "n03887697", "n04243546", "n04562935")  # fmt: skip
+# ImageNet: each class is a shape + texture + colour combination (hues 0.1 apart: more than the hue jitter
+# of the VICReg augmentation, so colour stays a partial cue; shape and texture make the rest).
 IMAGENET_LOOKS = tuple(
-    D.Look(shape, tex)
-    for shape, tex in [("circle", "stripes"), ("triangle", "dots"), ("square", "checker"), ("star", "solid"),
-                       ("cross", "rings"), ("heart", "stripes"), ("hexagon", "dots"), ("arrow", "checker"),
-                       ("diamond", "rings"), ("lshape", "solid")]
+    D.Look(shape, tex, hue)
+    for shape, tex, hue in [("circle", "stripes", 0.0), ("triangle", "dots", 0.1), ("square", "checker", 0.2),
+                            ("star", "solid", 0.3), ("cross", "rings", 0.4), ("heart", "stripes", 0.5),
+                            ("hexagon", "dots", 0.6), ("arrow", "checker", 0.7), ("diamond", "rings", 0.8),
+                            ("lshape", "solid", 0.9)]
 )  # fmt: skip
 
 # iNat: supercategory -> species looks (shape shared within a supercategory; texture and colours differ).
@@ -151,26 +154,29 @@ def _image_size(rng: np.random.Generator, base: int) -> tuple[int, int]:
     return w, h
 
 
+BACKGROUND_MUTE = 0.5  # scenes behind labelled objects are half-greyed, so the objects carry the signal
+
+
 def classification_image(rng: np.random.Generator, look: D.Look, base: int) -> Image.Image:
-    """One large object of `look` on a random scene, at a random position/size/rotation."""
+    """One large object of `look` on a muted random scene, at a random position/size/rotation."""
     w, h = _image_size(rng, base)
     cv = D.Canvas(w, h)
-    D.random_scene(cv, rng)
+    D.random_scene(cv, rng, mute=BACKGROUND_MUTE)
     s = min(w, h)
-    radius = s * rng.uniform(0.22, 0.36)
-    cx, cy = rng.uniform(radius * 0.8, w - radius * 0.8), rng.uniform(radius * 0.8, h - radius * 0.8)
+    radius = s * rng.uniform(0.28, 0.4)
+    cx, cy = rng.uniform(radius * 0.85, w - radius * 0.85), rng.uniform(radius * 0.85, h - radius * 0.85)
     D.draw_object(cv, look, rng, cx, cy, radius)
     return cv.image(rng)
 
 
 def scene_image(rng: np.random.Generator, scene: str, base: int) -> Image.Image:
-    """A Places-like image: the scene, plus 0-2 small distractor objects of random looks."""
+    """A Places-like image: the scene, plus 1-3 distractor objects of random looks."""
     w, h = _image_size(rng, base)
     cv = D.Canvas(w, h)
     D.SCENES[scene](cv, rng)
-    for _ in range(rng.integers(0, 3)):
+    for _ in range(rng.integers(1, 4)):
         look = D.Look(list(D.SHAPES)[rng.integers(len(D.SHAPES))], D.TEXTURES[rng.integers(len(D.TEXTURES))])
-        r = min(w, h) * rng.uniform(0.06, 0.12)
+        r = min(w, h) * rng.uniform(0.08, 0.18)
         D.draw_object(cv, look, rng, rng.uniform(r, w - r), rng.uniform(r, h - r), r)
     return cv.image(rng)
 
@@ -290,13 +296,13 @@ def detection_image(
     easy; with `allow_hard` later ones may be small or cut by the border (VOC's difficult cases)."""
     w, h = wh
     cv = D.Canvas(w, h)
-    D.random_scene(cv, rng)
+    D.random_scene(cv, rng, mute=BACKGROUND_MUTE)
     s = min(w, h)
     placed, objects = [], []
     for k, label in enumerate(labels):
         kind = "easy" if k == 0 or not allow_hard else ["easy", "easy", "small", "cut"][rng.integers(4)]
         for _ in range(30):
-            r = s * (rng.uniform(0.05, 0.075) if kind == "small" else rng.uniform(0.16, 0.28))
+            r = s * (rng.uniform(0.05, 0.075) if kind == "small" else rng.uniform(0.18, 0.3))
             if kind == "cut":  # centre near a border, so part of the object falls outside
                 side, off = rng.integers(4), rng.uniform(-0.3, 0.3) * r
                 along_x, along_y = rng.uniform(r, w - r), rng.uniform(r, h - r)
@@ -460,7 +466,8 @@ def _add_crowd(rng, img: Image.Image, looks, wh, objects: list[DrawnObject]):
     w, h = wh
     label = int(rng.integers(len(looks)))
     cv = D.Canvas(w, h)
-    cv.pixels[:] = np.repeat(np.repeat(np.asarray(img, np.float32) / 255.0, D.SUPERSAMPLE, 0), D.SUPERSAMPLE, 1)
+    rgb = np.moveaxis(np.asarray(img, np.float32) / 255.0, -1, 0)
+    cv.paint(np.repeat(np.repeat(rgb, D.SUPERSAMPLE, 1), D.SUPERSAMPLE, 2))
     taken = np.zeros((h, w), bool)
     for o in objects:
         taken |= o.mask

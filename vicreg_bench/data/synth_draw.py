@@ -10,6 +10,7 @@ Everything is drawn at 2x and box-filtered down, which anti-aliases edges; all r
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 from dataclasses import dataclass
 
@@ -97,8 +98,8 @@ TEXTURES = ("solid", "stripes", "checker", "dots", "rings", "gradient")
 
 
 def texture(kind: str, X: np.ndarray, Y: np.ndarray, c1, c2, center, period: float, angle: float) -> np.ndarray:
-    """An H x W x 3 fill of two colours; `period` in pixels of the grid X/Y."""
-    c1, c2 = np.asarray(c1, np.float32), np.asarray(c2, np.float32)
+    """A 3 x H x W fill of two colours (channel-first: numpy broadcasts fast over the big trailing axes);
+    `period` in final-image pixels."""
     ca, sa = math.cos(angle), math.sin(angle)
     u = (X - center[0]) * ca + (Y - center[1]) * sa
     w = -(X - center[0]) * sa + (Y - center[1]) * ca
@@ -118,19 +119,30 @@ def texture(kind: str, X: np.ndarray, Y: np.ndarray, c1, c2, center, period: flo
         m = np.clip(u / (4 * period) + 0.5, 0, 1)
     else:
         raise ValueError(kind)
-    return c1 * (1 - m[..., None]) + c2 * m[..., None]
+    return mix(c1, c2, m)
+
+
+def col(colour) -> np.ndarray:
+    """An RGB triple as a 3 x 1 x 1 array, to broadcast over a channel-first image."""
+    return np.asarray(colour, np.float32).reshape(3, 1, 1)
+
+
+def mix(c1, c2, t: np.ndarray) -> np.ndarray:
+    """3 x H x W blend: c1 where t = 0, c2 where t = 1."""
+    a = col(c1)
+    return a + (col(c2) - a) * t[None]
 
 
 # ----------------------------------------------------------------------------------------------- canvas
 class Canvas:
-    """An image being drawn at SUPERSAMPLE x resolution; coordinates in the API are final-image pixels."""
+    """An image being drawn at SUPERSAMPLE x resolution, channel-first floats in [0, 1] (`pixels`, 3 x H x W);
+    coordinates in the API are final-image pixels."""
 
     def __init__(self, width: int, height: int):
         self.width, self.height = width, height
         self.W, self.H = width * SUPERSAMPLE, height * SUPERSAMPLE
-        ys, xs = np.mgrid[0 : self.H, 0 : self.W].astype(np.float32)
-        self.X, self.Y = (xs + 0.5) / SUPERSAMPLE, (ys + 0.5) / SUPERSAMPLE  # final-pixel coordinates
-        self.pixels = np.zeros((self.H, self.W, 3), np.float32)
+        self.X, self.Y = _grid(self.W, self.H)  # final-pixel coordinates of each supersampled pixel (read-only)
+        self.pixels = np.zeros((3, self.H, self.W), np.float32)
 
     def polygon_mask(self, poly: np.ndarray) -> np.ndarray:
         """Bool mask (supersampled grid) of a polygon given in final-image coordinates."""
@@ -139,15 +151,19 @@ class Canvas:
         return np.asarray(m) > 127
 
     def fill(self, mask: np.ndarray, colours: np.ndarray) -> None:
-        """Paint `colours` (H x W x 3 supersampled, or a single RGB) where `mask`."""
-        if np.ndim(colours) == 1:
-            self.pixels[mask] = colours
-        else:
-            self.pixels[mask] = colours[mask]
+        """Paint `colours` (3 x H x W or 3 x H x 1 supersampled, or one RGB triple) where `mask`."""
+        colours = col(colours) if np.ndim(colours) == 1 else np.asarray(colours, np.float32)
+        np.copyto(self.pixels, colours, where=mask[None])
+
+    def paint(self, colours) -> None:
+        """Cover the whole canvas (a background)."""
+        self.pixels[:] = col(colours) if np.ndim(colours) == 1 else colours
 
     def rect(self, x0: float, y0: float, x1: float, y1: float, colour) -> None:
-        m = (self.X >= x0) & (self.X < x1) & (self.Y >= y0) & (self.Y < y1)
-        self.pixels[m] = colour
+        """Fill the pixels whose centres lie in [x0, x1) x [y0, y1) (final-image coordinates)."""
+        i0, i1 = (max(0, min(n, math.ceil(v * SUPERSAMPLE - 0.5))) for v, n in ((y0, self.H), (y1, self.H)))
+        j0, j1 = (max(0, min(n, math.ceil(v * SUPERSAMPLE - 0.5))) for v, n in ((x0, self.W), (x1, self.W)))
+        self.pixels[:, i0:i1, j0:j1] = col(colour)
 
     def final_mask(self, mask: np.ndarray) -> np.ndarray:
         """Supersampled bool mask -> final-resolution bool mask (pixel at least half covered)."""
@@ -155,10 +171,21 @@ class Canvas:
         return mask.reshape(self.height, s, self.width, s).mean(axis=(1, 3)) >= 0.5
 
     def image(self, rng: np.random.Generator, noise: float = 0.02) -> Image.Image:
-        s = SUPERSAMPLE
-        small = self.pixels.reshape(self.height, s, self.width, s, 3).mean(axis=(1, 3))
-        small = small + rng.normal(0, noise, small.shape).astype(np.float32)
-        return Image.fromarray((np.clip(small, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
+        u8 = (np.clip(self.pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
+        big = Image.fromarray(np.ascontiguousarray(u8.transpose(1, 2, 0)), "RGB")
+        small = np.asarray(big.resize((self.width, self.height), Image.BOX), np.float32)
+        if noise:
+            small = small + rng.normal(0, noise * 255, small.shape).astype(np.float32)
+        return Image.fromarray(np.clip(small + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    X, Y = (xs + 0.5) / SUPERSAMPLE, (ys + 0.5) / SUPERSAMPLE
+    X.flags.writeable = False
+    Y.flags.writeable = False
+    return X, Y
 
 
 def smooth_noise(rng: np.random.Generator, W: int, H: int, cells: int = 4) -> np.ndarray:
@@ -168,14 +195,14 @@ def smooth_noise(rng: np.random.Generator, W: int, H: int, cells: int = 4) -> np
 
 
 def vgradient(cv: Canvas, top, bottom, y0: float = 0.0, y1: float | None = None) -> np.ndarray:
+    """3 x H x 1 vertical blend from `top` (at y0) to `bottom` (at y1); broadcasts over the columns."""
     y1 = cv.height if y1 is None else y1
-    t = np.clip((cv.Y - y0) / max(y1 - y0, 1e-6), 0, 1)[..., None]
-    return np.asarray(top, np.float32) * (1 - t) + np.asarray(bottom, np.float32) * t
+    return mix(top, bottom, np.clip((cv.Y[:, :1] - y0) / max(y1 - y0, 1e-6), 0, 1))
 
 
 # ----------------------------------------------------------------------------------------------- scenes
 def _sky(cv: Canvas, rng, horizon: float) -> None:
-    cv.pixels[:] = vgradient(cv, jitter(hsv(0.58, 0.55, 0.85), rng), jitter(hsv(0.56, 0.25, 1.0), rng), 0, horizon)
+    cv.paint(vgradient(cv, jitter(hsv(0.58, 0.55, 0.85), rng), jitter(hsv(0.56, 0.25, 1.0), rng), 0, horizon))
 
 
 def scene_beach(cv: Canvas, rng) -> None:
@@ -190,8 +217,7 @@ def scene_beach(cv: Canvas, rng) -> None:
 
 
 def scene_forest_path(cv: Canvas, rng) -> None:
-    n = smooth_noise(rng, cv.W, cv.H, 6)[..., None]
-    cv.pixels[:] = jitter(hsv(0.3, 0.7, 0.25), rng) * (1 - n) + jitter(hsv(0.27, 0.6, 0.6), rng) * n
+    cv.paint(mix(jitter(hsv(0.3, 0.7, 0.25), rng), jitter(hsv(0.27, 0.6, 0.6), rng), smooth_noise(rng, cv.W, cv.H, 6)))
     for _ in range(rng.integers(3, 6)):
         x = rng.uniform(0, cv.width)
         wdt = cv.width * rng.uniform(0.03, 0.07)
@@ -203,7 +229,7 @@ def scene_forest_path(cv: Canvas, rng) -> None:
 
 def scene_desert(cv: Canvas, rng) -> None:
     h = cv.height * rng.uniform(0.3, 0.5)
-    cv.pixels[:] = vgradient(cv, jitter(hsv(0.1, 0.2, 1.0), rng), jitter(hsv(0.08, 0.35, 0.95), rng), 0, h)
+    cv.paint(vgradient(cv, jitter(hsv(0.1, 0.2, 1.0), rng), jitter(hsv(0.08, 0.35, 0.95), rng), 0, h))
     phase, amp = rng.uniform(0, 6.3), cv.height * 0.06
     dune = cv.Y >= h + amp * np.sin(cv.X / cv.width * 6 + phase)
     ripples = texture("stripes", cv.X, cv.Y, jitter(hsv(0.08, 0.7, 0.85), rng), jitter(hsv(0.07, 0.75, 0.7), rng),
@@ -214,8 +240,8 @@ def scene_desert(cv: Canvas, rng) -> None:
 def scene_ocean(cv: Canvas, rng) -> None:
     h = cv.height * rng.uniform(0.15, 0.3)
     _sky(cv, rng, h)
-    t = np.sin(cv.Y / cv.height * 40 + np.sin(cv.X / cv.width * 8 + rng.uniform(0, 6.3)) * 2)[..., None] * 0.5 + 0.5
-    sea = jitter(hsv(0.6, 0.85, 0.45), rng) * (1 - t) + jitter(hsv(0.55, 0.6, 0.75), rng) * t
+    t = np.sin(cv.Y / cv.height * 40 + np.sin(cv.X / cv.width * 8 + rng.uniform(0, 6.3)) * 2) * 0.5 + 0.5
+    sea = mix(jitter(hsv(0.6, 0.85, 0.45), rng), jitter(hsv(0.55, 0.6, 0.75), rng), t)
     cv.fill(cv.Y >= h, sea)
 
 
@@ -238,7 +264,7 @@ def scene_highway(cv: Canvas, rng) -> None:
 
 def scene_bedroom(cv: Canvas, rng) -> None:
     h = cv.height * rng.uniform(0.55, 0.7)
-    cv.pixels[:] = jitter(hsv(rng.uniform(0.05, 0.15), 0.25, 0.9), rng)
+    cv.paint(jitter(hsv(rng.uniform(0.05, 0.15), 0.25, 0.9), rng))
     floor = texture("stripes", cv.X, cv.Y, jitter(hsv(0.08, 0.6, 0.55), rng), jitter(hsv(0.08, 0.6, 0.45), rng),
                     (0, 0), cv.width * 0.08, 0.0)  # fmt: skip
     cv.fill(cv.Y >= h, floor)
@@ -284,7 +310,7 @@ def scene_mountain(cv: Canvas, rng) -> None:
 def scene_kitchen(cv: Canvas, rng) -> None:
     tiles = texture("checker", cv.X, cv.Y, jitter(hsv(0, 0, 0.95), rng), jitter(hsv(rng.random(), 0.4, 0.8), rng),
                     (0, 0), cv.width * 0.1, 0.0)  # fmt: skip
-    cv.pixels[:] = tiles
+    cv.paint(tiles)
     h = cv.height * rng.uniform(0.5, 0.65)
     cv.rect(0, h, cv.width, h + cv.height * 0.06, jitter(hsv(0.07, 0.5, 0.45), rng))
     cv.rect(0, h + cv.height * 0.06, cv.width, cv.height, jitter(hsv(0.08, 0.4, 0.7), rng))
@@ -295,14 +321,13 @@ def scene_kitchen(cv: Canvas, rng) -> None:
 
 def scene_snowfield(cv: Canvas, rng) -> None:
     h = cv.height * rng.uniform(0.25, 0.45)
-    cv.pixels[:] = vgradient(cv, jitter(hsv(0.6, 0.15, 0.8), rng), jitter(hsv(0.6, 0.05, 0.95), rng), 0, h)
-    n = smooth_noise(rng, cv.W, cv.H, 5)[..., None]
-    snow = np.array([0.97, 0.98, 1.0], np.float32) * (1 - 0.2 * n) + hsv(0.6, 0.3, 0.8) * 0.2 * n
+    cv.paint(vgradient(cv, jitter(hsv(0.6, 0.15, 0.8), rng), jitter(hsv(0.6, 0.05, 0.95), rng), 0, h))
+    snow = mix((0.97, 0.98, 1.0), hsv(0.6, 0.3, 0.8), 0.2 * smooth_noise(rng, cv.W, cv.H, 5))
     cv.fill(cv.Y >= h, snow)
 
 
 def scene_parking_lot(cv: Canvas, rng) -> None:
-    cv.pixels[:] = jitter(hsv(0, 0, 0.4), rng)
+    cv.paint(jitter(hsv(0, 0, 0.4), rng))
     thin = np.sin(2 * math.pi * cv.X / (cv.width * rng.uniform(0.15, 0.22))) > 0.93
     cv.fill(thin, np.array([0.95, 0.95, 0.95], np.float32))
     cv.rect(0, cv.height * 0.48, cv.width, cv.height * 0.52, np.array([0.95, 0.9, 0.3], np.float32))
@@ -324,9 +349,15 @@ SCENES = {
 }
 
 
-def random_scene(cv: Canvas, rng: np.random.Generator) -> str:
+def random_scene(cv: Canvas, rng: np.random.Generator, mute: float = 0.0) -> str:
+    """Draw a random scene as background; `mute` in [0, 1] blends it towards its mean grey so that the
+    objects drawn over it, which carry the labels, stand out."""
     name = list(SCENES)[rng.integers(len(SCENES))]
     SCENES[name](cv, rng)
+    if mute:
+        grey = cv.pixels.mean()
+        cv.pixels *= 1 - mute
+        cv.pixels += mute * grey
     return name
 
 
@@ -365,6 +396,10 @@ def draw_object(
     mask = cv.polygon_mask(poly)
     c1, c2 = colours_for(look, rng)
     period = max(radius * rng.uniform(0.35, 0.55), 1.5)
-    fill = texture(look.texture, cv.X, cv.Y, c1, c2, (cx, cy), period, rng.uniform(0, math.pi))
-    cv.fill(mask, fill)
+    angle = rng.uniform(0, math.pi)
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size:  # texture only the object's bounding box
+        r, c = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        fill = texture(look.texture, cv.X[r, c], cv.Y[r, c], c1, c2, (cx, cy), period, angle)
+        np.copyto(cv.pixels[:, r, c], fill, where=mask[None, r, c])
     return poly, mask
