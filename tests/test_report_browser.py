@@ -25,7 +25,7 @@ from vicreg_bench.compare import build_table, load_runs
 from vicreg_bench.report import build_report, read_train_log
 from vicreg_bench.results import task_entry
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]  # ~30 s on 2 busy cores (matplotlib + two chromium runs)
+pytestmark = pytest.mark.browser  # 13 s on 2 cores (30 s when they are busy): matplotlib + two chromium runs
 
 DOCS_PNG = Path(__file__).resolve().parents[1] / "docs" / "report.png"
 

@@ -2,7 +2,7 @@
 
     vicreg-bench compare runs/vicreg/results.json runs/barlow/results.json
     vicreg-bench compare runs/ --published --format md -o table.md
-    vicreg-bench compare runs/ --published --format html -o report.html --train-log exp/train_log.jsonl
+    vicreg-bench compare runs/ --published --format html -o report.html --train-log exp/log.jsonl
 
 Inputs are results files and folders of them (searched recursively). One row per checkpoint (sha256):
 when several results exist for one checkpoint, they are merged and, for each task, the newest
@@ -140,13 +140,20 @@ def _looks_like_results(obj: Any) -> bool:
     return isinstance(obj, dict) and "schema_version" in obj and "tasks" in obj
 
 
+_SNIFF_ABOVE = 8 << 20  # bytes; bigger JSON files (detection outputs, annotations) are sniffed, not parsed
+
+
 def _scan_dir(folder: Path) -> list[tuple[Path, dict]]:
-    """Every results JSON under `folder`; other JSON files (logs, configs) are passed over."""
+    """Every results JSON under `folder`; other JSON files (logs, configs, detections) are passed over."""
     found = []
     for path in sorted(folder.rglob("*.json")):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue  # hidden files and folders, e.g. atomic-write temporaries
         try:
+            if path.stat().st_size > _SNIFF_ABOVE:
+                with open(path, "rb") as f:  # results files start with "schema_version" (write_results)
+                    if b'"schema_version"' not in f.read(4096):
+                        continue
             obj = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
@@ -640,7 +647,7 @@ def render_text(table: Table) -> str:
             lines.append("  ".join("-" * w for w in widths[:3]) + "  published (VICReg paper)")
         lines.append(fmt(b))
     lines.append("")
-    lines += [" ".join(f"Table {n} = {TABLE_TITLES[n]}." for n, _ in table.groups())]
+    lines += [" ".join(f"{TABLE_TITLES[n]}." for n, _ in table.groups())]
     lines += _notes_block(table, bullet="  ")
     return "\n".join(lines) + "\n"
 
