@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 
@@ -379,3 +380,57 @@ def write_pickle(obj: Any, path: Path) -> Path:
     with open(path, "wb") as f:
         pickle.dump(obj, f)
     return path
+
+
+# ----------------------------------------------------------------------- files, written once per session
+
+
+def _torch_writer(**kwargs: Any):
+    def write(obj: Any, path: Path) -> Path:
+        torch.save(obj, path, **kwargs)
+        return path
+    return write
+
+
+# name -> (builder, file name as the release names it, writer)
+RELEASE_FILES = {
+    "torchvision": (lambda: trunk(with_fc=True), "resnet18-f37072fd.pth", _torch_writer()),
+    "vicreg_resnet50.pth": (vicreg_backbone_only, "resnet50.pth", _torch_writer()),
+    "vicreg_full": (vicreg_full, "model.pth", save_with_main_functions),
+    "barlowtwins_full": (barlowtwins_full, "checkpoint.pth", save_with_main_functions),
+    "moco_v2": (moco_v2, "checkpoint_0199.pth.tar", _torch_writer(_use_new_zipfile_serialization=False)),
+    "moco_v1_released": (lambda: moco_v2(mlp=False, with_key_encoder=False), "moco_v1_200ep_pretrain.pth.tar", _torch_writer()),
+    "moco_v3": (moco_v3, "checkpoint_0299.pth.tar", _torch_writer()),
+    "swav_wrapped": (swav, "checkpoint.pth.tar", _torch_writer()),
+    "swav_flat": (lambda: swav(wrapped=False), "swav_800ep_pretrain.pth.tar", _torch_writer()),
+    "dino_full": (dino_full, "checkpoint.pth", _torch_writer()),
+    "vissl": (vissl_train, "model_final_checkpoint_phase208.torch", _torch_writer()),
+    "vissl_eval": (vissl_eval, "model_final_checkpoint_phase27.torch", _torch_writer()),
+    "simclr": (simclr_converted, "resnet50-1x.pth", _torch_writer()),
+    "byol": (byol_converted, "pretrain_res50x1.pth.tar", _torch_writer()),
+    "solo_learn": (lightning_solo_learn, "byol-400ep.ckpt", _torch_writer()),
+    "solo_learn_old": (lambda: lightning_solo_learn(old=True, momentum=False), "simclr-old.ckpt", _torch_writer()),
+    "lightly": (lightning_lightly, "epoch=99.ckpt", _torch_writer()),
+    "detectron2_moco": (lambda: detectron2_from_moco(moco_v2()), "moco_v2_800ep.pkl", write_pickle),
+}
+
+
+class ReleaseFiles:
+    """Each release checkpoint written once per test session; tests must not modify the files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._paths: dict[str, Path] = {}
+
+    def __getitem__(self, name: str) -> Path:
+        if name not in self._paths:
+            builder, filename, writer = RELEASE_FILES[name]
+            folder = self.root / name
+            folder.mkdir()
+            self._paths[name] = writer(builder(), folder / filename)
+        return self._paths[name]
+
+
+@pytest.fixture(scope="session")
+def release_files(tmp_path_factory) -> ReleaseFiles:
+    return ReleaseFiles(tmp_path_factory.mktemp("releases"))

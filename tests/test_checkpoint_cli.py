@@ -6,17 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-import checkpoint_factories as F
+from checkpoint_factories import release_files  # noqa: F401  (pytest fixture)
 from vicreg_bench.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
-def moco_path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("moco") / "checkpoint_0199.pth.tar"
-    torch.save(F.moco_v2(), path)
-    return path
+def moco_path(release_files) -> Path:
+    return release_files["moco_v2"]
 
 
 def test_inspect_text_groups_keys(moco_path: Path, capsys) -> None:
@@ -43,14 +40,12 @@ def test_inspect_json(moco_path: Path, capsys) -> None:
     assert sum(g["tensors"] for g in d["kept_groups"]) == 120  # resnet18: 6 stem + 8 blocks x 12 + 3 downsamples x 6
 
 
-def test_inspect_key_and_method_flags(tmp_path: Path, capsys) -> None:
-    path = tmp_path / "checkpoint.pth"
-    torch.save(F.dino_full(), path)
+def test_inspect_key_and_method_flags(release_files, capsys) -> None:
+    path = release_files["dino_full"]
     assert cli_main(["inspect", str(path), "--key", "student", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["key"] == "student" and d["source"] == "student/module.backbone."
-    flat = tmp_path / "resnet50.pth"
-    torch.save(F.trunk(), flat)
+    flat = release_files["vicreg_resnet50.pth"]
     assert cli_main(["inspect", str(flat), "--method", "vicreg", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["method"] == "vicreg"
     assert cli_main(["inspect", str(flat), "--method", "nonsense"]) == 2

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import checkpoint_factories as F
+from checkpoint_factories import release_files  # noqa: F401  (pytest fixture)
 from vicreg_bench.checkpoints import load_backbone
 from vicreg_bench.checkpoints.convert import (
     detectron2_commands,
@@ -90,9 +91,8 @@ def _assert_identical(a: dict, b: dict) -> None:
 
 
 @pytest.mark.parametrize("target", ["vissl", "detectron2", "torchvision", "safetensors"])
-def test_round_trip_is_bit_exact(tmp_path: Path, target: str) -> None:
-    src = tmp_path / "model.pth"
-    F.save_with_main_functions(F.vicreg_full(), src)
+def test_round_trip_is_bit_exact(release_files, tmp_path: Path, target: str) -> None:
+    src = release_files["vicreg_full"]
     original, info = load_backbone(src)
     out = {"vissl": tmp_path / "m.torch", "detectron2": tmp_path / "m.pkl", "torchvision": tmp_path / "m.pth",
            "safetensors": tmp_path / "m.safetensors"}[target]
@@ -160,9 +160,8 @@ def test_writers_refuse_what_is_not_a_backbone(tmp_path: Path) -> None:
     assert not (tmp_path / "x.pkl").exists()
 
 
-def test_convert_prints_detectron2_commands(tmp_path: Path, capsys) -> None:
-    src = tmp_path / "checkpoint.pth"
-    torch.save(F.dino_full(), src)
+def test_convert_prints_detectron2_commands(release_files, tmp_path: Path, capsys) -> None:
+    src = release_files["dino_full"]
     out = tmp_path / "dino.pkl"
     assert cli_main(["convert", str(src), "--to", "detectron2", "-o", str(out), "--key", "student"]) == 0
     text = capsys.readouterr().out
@@ -172,9 +171,8 @@ def test_convert_prints_detectron2_commands(tmp_path: Path, capsys) -> None:
     assert info.method == "dino"
 
 
-def test_convert_prints_vissl_commands(tmp_path: Path, capsys) -> None:
-    src = tmp_path / "model.pth"
-    F.save_with_main_functions(F.vicreg_full(), src)
+def test_convert_prints_vissl_commands(release_files, tmp_path: Path, capsys) -> None:
+    src = release_files["vicreg_full"]
     out = tmp_path / "vicreg.torch"
     assert cli_main(["convert", str(src), "--to", "vissl", "-o", str(out)]) == 0
     text = capsys.readouterr().out
@@ -196,9 +194,8 @@ def test_commands_for_other_architectures_and_simclr() -> None:
     assert not any(re.search(r"RESNETS|PIXEL", c) for c in cmds)
 
 
-def test_simclr_conversion_keeps_the_no_normalisation_flag(tmp_path: Path, capsys) -> None:
-    src = tmp_path / "resnet50-1x.pth"
-    torch.save(F.simclr_converted(), src)
+def test_simclr_conversion_keeps_the_no_normalisation_flag(release_files, tmp_path: Path, capsys) -> None:
+    src = release_files["simclr"]
     for target, name in (("torchvision", "s.safetensors"), ("detectron2", "s.pkl"), ("vissl", "s.torch")):
         assert cli_main(["convert", str(src), "--to", target, "-o", str(tmp_path / name)]) == 0
         _, info = load_backbone(tmp_path / name)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import checkpoint_factories as F
+from checkpoint_factories import release_files  # noqa: F401  (pytest fixture)
 from vicreg_bench.checkpoints import load_backbone
 from vicreg_bench.cli import main as cli_main
 from vicreg_bench.errors import UserError
@@ -172,25 +173,21 @@ def test_unsupported_architectures(tmp_path: Path, mutate, expected: str) -> Non
     assert expected in error_of(path)
 
 
-def test_method_that_does_not_fit(tmp_path: Path) -> None:
-    path = tmp_path / "checkpoint.pth"
-    torch.save(F.dino_full(), path)
+def test_method_that_does_not_fit(release_files) -> None:
+    path = release_files["dino_full"]
     msg = error_of(path, method="moco_v3")
     assert "--method moco_v3 does not fit" in msg and "dino_full" in msg
     assert "not a known method" in error_of(path, method="mocov3")
 
 
-def test_vicreg_marker_contradicting_method(tmp_path: Path) -> None:
-    path = F.save_with_main_functions(F.vicreg_full(), tmp_path / "model.pth")
-    assert "--method barlowtwins does not fit" in error_of(path, method="barlowtwins")
+def test_vicreg_marker_contradicting_method(release_files) -> None:
+    assert "--method barlowtwins does not fit" in error_of(release_files["vicreg_full"], method="barlowtwins")
 
 
-def test_key_that_does_not_fit(tmp_path: Path) -> None:
-    dino = tmp_path / "checkpoint.pth"
-    torch.save(F.dino_full(), dino)
+def test_key_that_does_not_fit(release_files) -> None:
+    dino = release_files["dino_full"]
     assert "--key encoder_k does not fit" in error_of(dino, key="encoder_k") and "teacher, student" in error_of(dino, key="x")
-    flat = tmp_path / "resnet50.pth"
-    torch.save(F.trunk(), flat)
+    flat = release_files["vicreg_resnet50.pth"]
     msg = error_of(flat, key="student")
     assert "single backbone" in msg and "DINO (teacher, student)" in msg
 
