@@ -408,50 +408,71 @@ class EpochBatches(torch.utils.data.Sampler):
 
     Every process draws the same permutation (seed, epoch) and takes a strided slice of each global batch,
     so 1 or N processes see the same global batches. A last batch too small to give every process at least
-    2 images (BatchNorm in training mode needs 2) is dropped.
+    2 images (BatchNorm in training mode needs 2) is dropped. `global_sizes` lists the global batch sizes,
+    so a loss can be normalised by the global batch whatever its split between processes.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1):
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.rank, self.world_size = rank, world_size
-
-    def _batches(self) -> list[list[int]]:
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        perm = torch.randperm(self.n, generator=g).tolist()
-        out = []
-        for b in range(0, self.n, self.batch_size):
-            chunk = perm[b:b + self.batch_size]
-            if len(chunk) < 2 * self.world_size and b > 0:
+        g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        perm = torch.randperm(n, generator=g).tolist()
+        self.global_batches: list[list[int]] = []
+        for b in range(0, n, batch_size):
+            chunk = perm[b:b + batch_size]
+            if len(chunk) < 2 * world_size and b > 0:
                 break
-            out.append(chunk[self.rank::self.world_size])
-        return out
+            self.global_batches.append(chunk)
+        self.global_sizes = [len(c) for c in self.global_batches]
 
     def __iter__(self):
-        return iter(self._batches())
+        return iter([c[self.rank::self.world_size] for c in self.global_batches])
 
     def __len__(self) -> int:
-        return len(self._batches())
+        return len(self.global_batches)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return (int(seed) * 1_000_003 + epoch * 1009 + rank) % (2**63 - 1)
 
 
+class SeededAugmentation(torch.utils.data.Dataset):
+    """Seeds the augmentation RNG from (seed, epoch, image index) before each image is transformed.
+
+    So an image gets the same random crop and flip whichever process or DataLoader worker loads it:
+    1 or N processes, 0 or 8 workers, a fresh or a resumed run all train on the same augmented images.
+    """
+
+    def __init__(self, dataset, seed: int, epoch: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        torch.manual_seed((epoch_seed(self.seed, self.epoch) * 7_919 + int(i) * 104_729 + 1) % (2**63 - 1))
+        return self.dataset[i]
+
+
 def epoch_loader(dataset, *, batch_size: int, seed: int, epoch: int, workers: int, device: str):
-    """DataLoader over this process's share of an epoch, with seeded augmentation (same seed -> same run)."""
+    """DataLoader over this process's share of an epoch; `.batch_sampler.global_sizes` has the global batches."""
     from vicreg_bench.data.base import collate_skipping_bad
 
-    rank, world = D.get_rank(), D.get_world_size()
-    torch.manual_seed(epoch_seed(seed, epoch, rank))  # augmentation RNG when workers == 0
+    sampler = EpochBatches(len(dataset), batch_size, seed, epoch, D.get_rank(), D.get_world_size())
     return torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=EpochBatches(len(dataset), batch_size, seed, epoch, rank, world),
+        SeededAugmentation(dataset, seed, epoch),
+        batch_sampler=sampler,
         num_workers=workers,
         pin_memory=str(device).startswith("cuda"),
         collate_fn=collate_skipping_bad,
-        generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, rank)),  # worker seeds
         prefetch_factor=4 if workers > 0 else None,
     )
+
+
+def global_mean_loss(logits: torch.Tensor, targets: torch.Tensor, global_size: int) -> torch.Tensor:
+    """Cross-entropy summed over this process's images / the global batch size, times the number of
+    processes: after DDP averages the gradients they equal the single-process mean over the global batch."""
+    return F.cross_entropy(logits, targets, reduction="sum") * (D.get_world_size() / global_size)
 
 
 def make_head(dim: int, num_classes: int, kind: str) -> nn.Module:
@@ -559,6 +580,8 @@ def _linear_paper(ctx: TaskContext, name: str, params: dict) -> TaskOutput:
 
     torch.manual_seed(ctx.seed)
     head = make_head(dim, num_classes, params["head"]).to(device)
+    if D.is_distributed() and str(device).startswith("cuda"):
+        head = nn.SyncBatchNorm.convert_sync_batchnorm(head)  # BN statistics over the global batch
     optimizer = torch.optim.SGD(head.parameters(), lr=params["lr"], momentum=params["momentum"],
                                 weight_decay=params["weight_decay"], nesterov=params["nesterov"])
     scheduler = make_scheduler(optimizer, params["schedule"], params["epochs"])
@@ -583,20 +606,21 @@ def _linear_paper(ctx: TaskContext, name: str, params: dict) -> TaskOutput:
         t0, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
         bar = tqdm(loader, desc=f"{params['dataset']} linear epoch {epoch + 1}/{params['epochs']}",
                    disable=not D.is_main(), unit="batch", dynamic_ncols=True, mininterval=2.0)
-        for good, bad in bar:
+        for (good, bad), global_size in zip(bar, loader.batch_sampler.global_sizes):
             skipped += [{"index": b.index, "path": b.path, "error": b.error} for b in bad]
             if good is None:
                 continue
             images, targets, _ = good
             with torch.no_grad():
                 x = trunk_forward(trunk, images, device, precision)
-            loss = F.cross_entropy(model(x), targets.to(device))
+            loss = global_mean_loss(model(x), targets.to(device), global_size)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             seen += len(targets)
-            loss_sum += loss.item()
+            loss_sum += loss.item() / D.get_world_size()
             steps += 1
+        loss_sum = float(D.all_reduce_sum(torch.tensor([loss_sum], dtype=torch.float64))[0])
         check_finite(loss_sum, "training loss")
         seconds = time.perf_counter() - t0
         rate = float(D.all_reduce_sum(torch.tensor([float(seen)]))[0]) / seconds if seconds > 0 else 0.0

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vicreg_bench import distributed as D
 from vicreg_bench.tasks.base import TaskContext, TaskOutput
@@ -36,6 +35,7 @@ from vicreg_bench.tasks.classification import (
     default_train_workers,
     epoch_loader,
     evaluate_logits,
+    global_mean_loss,
     image_sizes,
     load_state,
     make_scheduler,
@@ -202,20 +202,22 @@ def run_semisup(ctx: TaskContext, task: str) -> TaskOutput:
         loader = epoch_loader(train_ds, batch_size=params["batch_size"], seed=ctx.seed, epoch=epoch,
                               workers=workers, device=device)
         t0, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
-        for good, bad_items in tqdm(loader, desc=f"{task} epoch {epoch + 1}/{params['epochs']}",
-                                    disable=not D.is_main(), unit="batch", dynamic_ncols=True, mininterval=2.0):
+        bar = tqdm(loader, desc=f"{task} epoch {epoch + 1}/{params['epochs']}", disable=not D.is_main(),
+                   unit="batch", dynamic_ncols=True, mininterval=2.0)
+        for (good, bad_items), global_size in zip(bar, loader.batch_sampler.global_sizes):
             skipped += [{"index": b.index, "path": b.path, "error": b.error} for b in bad_items]
             if good is None:
                 continue
             images, targets, _ = good
-            loss = F.cross_entropy(ddp(images), targets.to(device))
+            loss = global_mean_loss(ddp(images), targets.to(device), global_size)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             seen += len(targets)
-            loss_sum += loss.item()
+            loss_sum += loss.item() / D.get_world_size()
             steps += 1
+        loss_sum = float(D.all_reduce_sum(torch.tensor([loss_sum], dtype=torch.float64))[0])
         check_finite(loss_sum, "training loss")
         seconds = time.perf_counter() - t0
         rate = float(D.all_reduce_sum(torch.tensor([float(seen)]))[0]) / seconds if seconds > 0 else 0.0
