@@ -350,6 +350,17 @@ def test_directory_picks_the_newest_result_per_checkpoint(tmp_path):
     assert t.rows[0].checkpoint != t.rows[1].checkpoint and SHA["vicreg"][:8] in t.rows[0].checkpoint
 
 
+def test_big_json_files_in_folders_are_sniffed(tmp_path, monkeypatch):
+    import vicreg_bench.compare as compare
+
+    monkeypatch.setattr(compare, "_SNIFF_ABOVE", 200)  # bytes, instead of 8 MB
+    write(tmp_path / "run" / "results.json", results("vicreg", {"imagenet_linear": linear(70.0)}))
+    detections = [{"image_id": i, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5} for i in range(50)]
+    (tmp_path / "run" / "coco_instances_results.json").write_text(json.dumps(detections))
+    (run,) = load_runs([tmp_path])
+    assert run["tasks"]["imagenet_linear"]["metrics"]["top1"] == 70.0
+
+
 def test_newest_by_created_not_by_name(tmp_path):
     write(tmp_path / "a.json", results("vicreg", {"imagenet_linear": linear(75.0)}, created="2026-03-01T00:00:00+00:00"))
     write(tmp_path / "b.json", results("vicreg", {"imagenet_linear": linear(74.0)}, created="2026-02-01T00:00:00+00:00"))
