@@ -1,0 +1,305 @@
+"""Weighted k-NN classification on frozen features (DINO eval_knn.py protocol, after NPID).
+
+Both feature sets are L2-normalised; each test feature takes its k most cosine-similar train
+features, each neighbour votes for its class with weight exp(similarity / T), and the class scores
+give top-1 and top-5 (percent). Defaults: k in {10, 20, 100, 200}, T = 0.07.
+
+Differences from the reference code, none of which changes its numbers:
+- one FAISS search at the largest k serves every k and every temperature (the neighbours of a
+  smaller k are a prefix of the larger k's sorted list);
+- queries are searched in chunks of fixed size, so memory stays bounded, and the chunking works for
+  any number of test images (the reference divides the test set into 100 chunks and breaks below
+  100 images);
+- a k larger than the number of train images is clamped to it (and reported);
+- ties between classes with equal vote totals go to the lower class index (the reference leaves
+  them to torch.sort's unspecified order).
+
+Example:
+    vicreg-bench knn --train train.npz --test val.npz --k 20 200 --temperature 0.07 --json knn.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+from vicreg_bench.errors import UserError
+
+DEFAULT_KS = (10, 20, 100, 200)
+DEFAULT_TEMPERATURE = 0.07
+FAISS_GPU_MAX_K = 2048  # FAISS GPU flat indexes return at most this many neighbours
+
+
+def format_temperature(t: float) -> str:
+    """'0.07', '0.1', '1': plain decimals, so metric names match the results schema (no exponents)."""
+    return np.format_float_positional(float(t), trim="-")
+
+
+def metric_name(k: int, top: int, temperature: float | None = None) -> str:
+    """`k20_top1`; with an extra temperature `k20_top1_T0.1`."""
+    name = f"k{k}_top{top}"
+    return name if temperature is None else f"{name}_T{format_temperature(temperature)}"
+
+
+def l2_normalize(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Row-wise x / max(||x||, 1e-12) in float32 (torch.nn.functional.normalize), without float64 temporaries."""
+    out = np.empty(x.shape, dtype=np.float32)
+    for i in range(0, x.shape[0], chunk):
+        block = np.asarray(x[i : i + chunk], dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float32))
+        out[i : i + chunk] = block / np.maximum(norms, 1e-12)[:, None]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# nearest-neighbour search backends
+
+
+def faiss_gpu_available() -> bool:
+    """True when the installed FAISS has GPU support and sees a GPU (never raises)."""
+    try:
+        import faiss
+
+        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    except Exception:  # noqa: BLE001 - any import/driver problem means "no FAISS GPU"
+        return False
+
+
+def resolve_backend(device: str, k: int) -> tuple[str, str]:
+    """(backend, torch device) for a requested device: 'faiss-gpu', 'faiss-cpu' or 'torch' (brute force)."""
+    device = device or "cpu"
+    if device == "auto":
+        try:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        except Exception:  # noqa: BLE001
+            device = "cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        if faiss_gpu_available() and k <= FAISS_GPU_MAX_K:
+            return "faiss-gpu", device
+        return "torch", device
+    if device != "cpu":
+        raise UserError(f"--device {device}: expected cpu, cuda, cuda:N or auto")
+    return "faiss-cpu", "cpu"
+
+
+def search_topk(
+    train: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    backend: str = "faiss-cpu",
+    device: str = "cpu",
+    chunk_size: int = 8192,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-product top-k of every query among `train` rows: (similarities, indices), each Q x k, sorted descending."""
+    from tqdm import tqdm
+
+    n_q = queries.shape[0]
+    sims = np.empty((n_q, k), dtype=np.float32)
+    idx = np.empty((n_q, k), dtype=np.int64)
+    chunks = range(0, n_q, chunk_size)
+    bar = tqdm(chunks, desc=f"k-NN search ({backend})", unit="chunk", disable=not progress, leave=False)
+    if backend.startswith("faiss"):
+        import faiss
+
+        index = faiss.IndexFlatIP(train.shape[1])
+        if backend == "faiss-gpu":
+            res = faiss.StandardGpuResources()
+            gpu_id = int(device.split(":")[1]) if ":" in device else 0
+            index = faiss.index_cpu_to_gpu(res, gpu_id, index)
+        index.add(np.ascontiguousarray(train, dtype=np.float32))
+        for i in bar:
+            d, j = index.search(np.ascontiguousarray(queries[i : i + chunk_size]), k)
+            sims[i : i + chunk_size], idx[i : i + chunk_size] = d, j
+        if (idx < 0).any():  # FAISS pads with -1 when it finds fewer than k (never for an exact flat index)
+            raise RuntimeError("FAISS returned fewer neighbours than asked")
+        return sims, idx
+    if backend == "torch":
+        import torch
+
+        dev = torch.device(device)
+        train_t = torch.from_numpy(np.ascontiguousarray(train)).to(dev)
+        for i in bar:
+            q = torch.from_numpy(np.ascontiguousarray(queries[i : i + chunk_size])).to(dev)
+            d, j = (q @ train_t.T).topk(k, dim=1, largest=True, sorted=True)
+            sims[i : i + chunk_size], idx[i : i + chunk_size] = d.cpu().numpy(), j.cpu().numpy()
+        return sims, idx
+    raise ValueError(f"unknown k-NN backend {backend!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# voting
+
+
+def vote_topk_correct(
+    neighbor_sims: np.ndarray,
+    neighbor_labels: np.ndarray,
+    test_labels: np.ndarray,
+    k: int,
+    temperature: float,
+    num_classes: int,
+    chunk_size: int = 8192,
+) -> tuple[int, int]:
+    """Numbers of test samples whose label is the top-1 / among the top-5 weighted-vote classes.
+
+    Uses the first k of the (descending) neighbour lists. Top-5 looks at min(5, k, C) classes, as
+    the reference does for k < 5. Class ties go to the lower index (stable sort).
+    """
+    import torch
+
+    n = neighbor_sims.shape[0]
+    top = min(5, k, num_classes)
+    correct1 = correct5 = 0
+    for i in range(0, n, chunk_size):
+        sims = torch.from_numpy(neighbor_sims[i : i + chunk_size, :k]).double()
+        labels = torch.from_numpy(neighbor_labels[i : i + chunk_size, :k])
+        target = torch.from_numpy(test_labels[i : i + chunk_size])
+        scores = torch.zeros(sims.shape[0], num_classes, dtype=torch.float64)
+        scores.scatter_add_(1, labels, (sims / temperature).exp())
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :top]
+        hit = order.eq(target.view(-1, 1))
+        correct1 += int(hit[:, 0].sum())
+        correct5 += int(hit.any(dim=1).sum())
+    return correct1, correct5
+
+
+def knn_classify(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    ks: Sequence[int] = DEFAULT_KS,
+    temperature: float | Sequence[float] = DEFAULT_TEMPERATURE,
+    num_classes: int | None = None,
+    device: str = "cpu",
+    chunk_size: int = 8192,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Weighted k-NN top-1/top-5 (percent) for every k and temperature, from one search.
+
+    `temperature` may be a list: the first gives the plain names (`k20_top1`), each further one adds
+    `k20_top1_T0.1`-style names. `device`: 'cpu' (FAISS CPU), 'cuda[:i]' (FAISS GPU when the FAISS
+    build has it, else torch brute force on the GPU), or 'auto'. A k above the number of train
+    features is clamped to it, with a warning; the metric keeps the asked k in its name.
+    """
+    temperatures = [float(temperature)] if np.isscalar(temperature) else [float(t) for t in temperature]
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise UserError(f"--k: every k must be >= 1, got {ks}")
+    if not temperatures or min(temperatures) <= 0:
+        raise UserError(f"--temperature: must be > 0, got {temperatures}")
+    train_labels = np.asarray(train_labels, dtype=np.int64).reshape(-1)
+    test_labels = np.asarray(test_labels, dtype=np.int64).reshape(-1)
+    if train_features.shape[0] != train_labels.shape[0] or test_features.shape[0] != test_labels.shape[0]:
+        raise ValueError("features and labels must have the same number of rows")
+    if train_features.shape[0] == 0 or test_features.shape[0] == 0:
+        raise UserError("k-NN needs at least one train and one test feature")
+    if train_features.shape[1] != test_features.shape[1]:
+        raise UserError(f"train features are {train_features.shape[1]}-d but test features {test_features.shape[1]}-d")
+    needed = int(max(train_labels.max(), test_labels.max())) + 1
+    num_classes = needed if num_classes is None else int(num_classes)
+    if num_classes < needed:
+        raise UserError(f"num_classes {num_classes} is smaller than the largest label + 1 ({needed})")
+
+    n_train = train_features.shape[0]
+    kmax = min(ks[-1], n_train)
+    clamped = [k for k in ks if k > n_train]
+    if clamped:
+        warnings.warn(f"k-NN: k={clamped} exceed the {n_train} train features; those k use all {n_train}", stacklevel=2)
+    backend, dev = resolve_backend(device, kmax)
+    train_n = l2_normalize(train_features)
+    test_n = l2_normalize(test_features)
+    sims, idx = search_topk(train_n, test_n, kmax, backend=backend, device=dev, chunk_size=chunk_size, progress=progress)
+    del train_n, test_n
+    neighbor_labels = train_labels[idx]
+
+    metrics: dict[str, float] = {}
+    n_test = test_labels.shape[0]
+    for t_i, t in enumerate(temperatures):
+        suffix_t = None if t_i == 0 else t
+        for k in ks:
+            c1, c5 = vote_topk_correct(sims, neighbor_labels, test_labels, min(k, kmax), t, num_classes, chunk_size)
+            metrics[metric_name(k, 1, suffix_t)] = 100.0 * c1 / n_test
+            metrics[metric_name(k, 5, suffix_t)] = 100.0 * c5 / n_test
+    return metrics
+
+
+def knn_notes(n_train: int, ks: Sequence[int], device: str = "cpu") -> list[str]:
+    """Human-readable notes on what ran (clamped k, search backend), for tables and JSON outputs."""
+    ks = sorted({int(k) for k in ks})
+    notes = []
+    clamped = [k for k in ks if k > n_train]
+    if clamped:
+        notes.append(f"k={clamped} exceed the {n_train} train features and were clamped to {n_train}")
+    try:
+        backend, _ = resolve_backend(device, min(ks[-1], n_train))
+        notes.append(f"search backend: {backend}")
+    except UserError:
+        pass
+    return notes
+
+
+def knn_protocol_params(ks: Sequence[int], temperature: float | Sequence[float]) -> dict:
+    temps = [float(temperature)] if np.isscalar(temperature) else [float(t) for t in temperature]
+    return {"ks": sorted({int(k) for k in ks}), "temperatures": temps, "l2_normalize": True, "weights": "exp(sim/T)"}
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", required=True, metavar="A.npz", help="train features: 'features' N x D, 'labels' (N,) class indices")
+    parser.add_argument("--test", required=True, metavar="B.npz", help="test features, same D")
+    parser.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_KS), metavar="K", help="numbers of neighbours (default: 10 20 100 200)")
+    parser.add_argument(
+        "--temperature", type=float, nargs="+", default=[DEFAULT_TEMPERATURE], metavar="T",
+        help="vote temperature(s) (default 0.07); the first gives the plain metric names, others add _T<value>",
+    )
+    parser.add_argument("--num-classes", type=int, default=None, help="number of classes (default: largest label + 1)")
+    parser.add_argument("--device", default="cpu", help="cpu (FAISS CPU), cuda[:i] (FAISS GPU if available, else torch), or auto")
+    parser.add_argument("--chunk-size", type=int, default=8192, help="test features searched per chunk (bounds memory)")
+    parser.add_argument("--json", metavar="OUT", default=None, help="also write the metrics and settings to this JSON file (atomic)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from vicreg_bench.fileio import atomic_write_json
+    from vicreg_bench.tasks.feature_files import check_compatible, load_feature_file
+
+    if args.chunk_size < 1:
+        raise UserError("--chunk-size must be >= 1")
+    train = load_feature_file(args.train, "indices", "--train")
+    test = load_feature_file(args.test, "indices", "--test")
+    check_compatible(train, test)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = knn_classify(
+            train.features, train.labels, test.features, test.labels, ks=args.k, temperature=args.temperature,
+            num_classes=args.num_classes, device=args.device, chunk_size=args.chunk_size, progress=True,
+        )
+    seconds = time.perf_counter() - start
+    notes = knn_notes(train.num_samples, args.k, args.device)
+    print(f"k-NN on {train.num_samples} train / {test.num_samples} test features ({train.dim}-d), {seconds:.1f} s")
+    for note in notes:
+        print(f"  note: {note}")
+    print(f"  {'metric':<24}{'value':>8}")
+    for name, value in metrics.items():
+        print(f"  {name:<24}{value:>8.2f}")
+    if args.json:
+        atomic_write_json(args.json, {
+            "command": "knn", "protocol": "knn_dino", "params": knn_protocol_params(args.k, args.temperature),
+            "train": train.summary(), "test": test.summary(), "metrics": metrics, "notes": notes, "seconds": seconds,
+        })
+        print(f"wrote {args.json}")
+    return 0
