@@ -180,7 +180,7 @@ def _vissl(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     prefix = prefixes[0]
     backbone, dropped = _take(trunk, prefix, "torchvision", f"{path}/")
     dropped += _flatten_keys(parent.get("heads", {}), "classy_state_dict.base_model.model.heads/")
-    dropped += [f"classy_state_dict.{k}" for k in obj["classy_state_dict"] if k != "base_model"]
+    dropped += [f"classy_state_dict/{k}" for k in obj["classy_state_dict"] if k != "base_model"]
     dropped += _other_entries(obj, "classy_state_dict")
     notes = []
     if prefix.startswith("base_model."):
