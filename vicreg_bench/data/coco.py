@@ -119,7 +119,7 @@ def decode_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
         rle = mask_utils.frPyObjects(segmentation, height, width)
     else:
         rle = segmentation
-    return mask_utils.decode(rle).astype(bool)
+    return mask_utils.decode([rle])[:, :, 0].astype(bool)  # a list avoids pycocotools' numpy-2 warning
 
 
 def open_coco(

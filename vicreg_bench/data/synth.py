@@ -303,19 +303,24 @@ def detection_image(
         kind = "easy" if k == 0 or not allow_hard else ["easy", "easy", "small", "cut"][rng.integers(4)]
         for _ in range(30):
             r = s * (rng.uniform(0.05, 0.075) if kind == "small" else rng.uniform(0.18, 0.3))
+            outline = D.object_outline(looks[label], rng, r)
+            lo, hi = outline.min(0), outline.max(0)
+            if np.any(hi - lo >= (w, h)):
+                continue
             if kind == "cut":  # centre near a border, so part of the object falls outside
                 side, off = rng.integers(4), rng.uniform(-0.3, 0.3) * r
                 along_x, along_y = rng.uniform(r, w - r), rng.uniform(r, h - r)
                 cx, cy = [(off, along_y), (w - off, along_y), (along_x, off), (along_x, h - off)][side]
-            else:
-                cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
-            box = (cx - r, cy - r, cx + r, cy + r)
+            else:  # fully inside the image
+                cx, cy = rng.uniform(-lo[0], w - hi[0]), rng.uniform(-lo[1], h - hi[1])
+            box = (cx + lo[0], cy + lo[1], cx + hi[0], cy + hi[1])
             if not _overlaps(box, placed, margin=1.0):
                 break
         else:
             continue
         placed.append(box)
-        poly, mask = D.draw_object(cv, looks[label], rng, cx, cy, r)
+        poly = outline + np.array([cx, cy])
+        mask = D.paint_object(cv, looks[label], rng, poly, r)
         full = _polygon_area(poly)
         visible = cv.final_mask(mask)
         if visible.sum() < 4:

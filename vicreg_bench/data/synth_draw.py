@@ -386,20 +386,30 @@ def colours_for(look: Look, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     return c1, c2
 
 
-def draw_object(
-    cv: Canvas, look: Look, rng: np.random.Generator, cx: float, cy: float, radius: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one object; returns its polygon (final pixel coords) and its supersampled mask."""
+def object_outline(look: Look, rng: np.random.Generator, radius: float) -> np.ndarray:
+    """A random pose (rotation, aspect jitter) of the look's shape, centred on (0, 0)."""
     angle = rng.normal(0, 0.2) if look.upright else rng.uniform(0, 2 * math.pi)
-    aspect = look.aspect * rng.uniform(0.85, 1.15)
-    poly = place_shape(look.shape, cx, cy, radius, angle, aspect)
+    return place_shape(look.shape, 0.0, 0.0, radius, angle, look.aspect * rng.uniform(0.85, 1.15))
+
+
+def paint_object(cv: Canvas, look: Look, rng: np.random.Generator, poly: np.ndarray, radius: float) -> np.ndarray:
+    """Fill a polygon with the look's texture and colours; returns its supersampled mask."""
     mask = cv.polygon_mask(poly)
     c1, c2 = colours_for(look, rng)
     period = max(radius * rng.uniform(0.35, 0.55), 1.5)
     angle = rng.uniform(0, math.pi)
+    centre = poly.mean(0)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if rows.size:  # texture only the object's bounding box
         r, c = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-        fill = texture(look.texture, cv.X[r, c], cv.Y[r, c], c1, c2, (cx, cy), period, angle)
+        fill = texture(look.texture, cv.X[r, c], cv.Y[r, c], c1, c2, centre, period, angle)
         np.copyto(cv.pixels[:, r, c], fill, where=mask[None, r, c])
-    return poly, mask
+    return mask
+
+
+def draw_object(
+    cv: Canvas, look: Look, rng: np.random.Generator, cx: float, cy: float, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one object centred at (cx, cy); returns its polygon (final pixel coords) and supersampled mask."""
+    poly = object_outline(look, rng, radius) + np.array([cx, cy])
+    return poly, paint_object(cv, look, rng, poly, radius)
