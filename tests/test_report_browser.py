@@ -22,6 +22,7 @@ import pytest
 
 from test_compare import assert_offline, det, knn, linear, results, svm, write
 from vicreg_bench.compare import build_table, load_runs
+from vicreg_bench.errors import UserError
 from vicreg_bench.report import build_report, read_train_log
 from vicreg_bench.results import task_entry
 
@@ -90,6 +91,16 @@ def test_train_log_reader(tmp_path):
     plain.write_text('{"step": 0, "loss": 3.0, "invariance": 1.0}\n{"epoch": 0, "std_repr": 0.1, "corr_repr": 0.2}\n')
     log = read_train_log(plain)
     assert len(log.steps) == 1 and len(log.epochs) == 1 and log.proj_dim() is None
+    # a resumed run appends and repeats steps after its last checkpoint: the last record of a step wins
+    resumed = tmp_path / "resumed.jsonl"
+    resumed.write_text("".join(json.dumps({"type": "step", "step": s, "loss": loss}) + "\n"
+                               for s, loss in [(0, 9.0), (1, 8.0), (2, 7.0), (1, 7.5), (2, 6.5), (3, 6.0)]))
+    log = read_train_log(resumed)
+    assert [(r["step"], r["loss"]) for r in log.steps] == [(0, 9.0), (1, 7.5), (2, 6.5), (3, 6.0)]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"type": "start", "args": {}}\n')
+    with pytest.raises(UserError, match="no training records"):
+        read_train_log(empty)
 
 
 def test_report_renders_in_chromium(tmp_path, chromium):

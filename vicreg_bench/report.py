@@ -96,6 +96,13 @@ def read_train_log(path: str | Path) -> TrainLog:
             log.steps.append(rec)
         if kind in (None, "epoch") and any(_num(rec.get(k)) is not None for k in STD_KEYS + CORR_KEYS):
             log.epochs.append(rec)
+    # a resumed run appends to the same file and repeats steps after its last checkpoint: keep the last
+    log.steps = list({_num(r.get("step")) if _num(r.get("step")) is not None else -i - 1: r
+                      for i, r in enumerate(log.steps)}.values())
+    log.epochs = list({_num(r.get("epoch")) if _num(r.get("epoch")) is not None else -i - 1: r
+                       for i, r in enumerate(log.epochs)}.values())
+    log.steps.sort(key=lambda r: _num(r.get("step")) or 0.0)
+    log.epochs.sort(key=lambda r: _num(r.get("epoch")) or 0.0)
     if not log.steps and not log.epochs:
         raise UserError(
             f"--train-log {path}: no training records found (expected JSON lines with 'loss' per step "
