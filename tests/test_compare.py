@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from vicreg_bench import cli
-from vicreg_bench.compare import COLUMNS, MARKS, build_table, cell_text, load_runs, render_csv, render_markdown, render_text
+from vicreg_bench.compare import COLUMNS, MARKS, build_table, cell_text, load_runs, render_markdown, render_text
 from vicreg_bench.errors import UserError
 from vicreg_bench.published import TABLES, normalise_method, published_rows, published_value
 from vicreg_bench.results import new_results, task_entry, write_results
