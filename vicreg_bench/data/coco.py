@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -119,7 +120,9 @@ def decode_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
         rle = mask_utils.frPyObjects(segmentation, height, width)
     else:
         rle = segmentation
-    return mask_utils.decode([rle])[:, :, 0].astype(bool)  # a list avoids pycocotools' numpy-2 warning
+    with warnings.catch_warnings():  # pycocotools' Cython code warns about numpy 2's copy keyword
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode([rle])[:, :, 0].astype(bool)
 
 
 def open_coco(

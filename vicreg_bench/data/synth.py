@@ -382,10 +382,11 @@ def write_voc(root: Path, size: SuiteSize, seed: int, year: str) -> None:
     for split, n in splits.items():
         split_ids[split] = sorted(ids[i] for i in order[start : start + n])
         start += n
+    # train / val: alternate blocks of 20 trainval images; as image k's first object is class k % 20,
+    # each block, hence each split, holds every class
     tv = split_ids["trainval"]
-    half = set(tv[i] for i in rng.permutation(len(tv))[: len(tv) // 2])
-    split_ids["train"] = [i for i in tv if i in half]
-    split_ids["val"] = [i for i in tv if i not in half]
+    split_ids["train"] = [i for k, i in enumerate(tv) if (k // len(VOC_CLASSES)) % 2 == 0]
+    split_ids["val"] = [i for k, i in enumerate(tv) if (k // len(VOC_CLASSES)) % 2 == 1]
     labels_of: dict[str, list[int]] = {}
     for split in splits:
         for k, image_id in enumerate(split_ids[split]):
