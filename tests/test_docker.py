@@ -275,6 +275,9 @@ def test_detectron2_is_built_from_a_pinned_commit():
     builder = stages[0]
     commit = builder.variables["DETECTRON2_COMMIT"]
     assert re.fullmatch(r"[0-9a-f]{40}", commit)
+    from vicreg_bench.detection.d2_plugin import DETECTRON2_COMMIT
+
+    assert commit == DETECTRON2_COMMIT, "the image must build the commit the install hint names"
     runs = [i.args for i in builder.instructions if i.keyword == "RUN"]
     assert any("github.com/facebookresearch/detectron2" in r and f"checkout --detach {commit}" in r for r in runs)
     build = next(r for r in runs if "pip wheel" in r and "/src/detectron2" in r)
