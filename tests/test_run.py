@@ -38,7 +38,7 @@ def one_thread():
 def run_args(ckpt: Path, data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
     return ["run", "--ckpt", str(ckpt), "--data-root", str(data), "--out", str(out), "--cache-dir", str(cache),
             "--device", "cpu", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--workers", "0",
-            "--svm-variant", "squash", "--option", "svm_jobs=1", *extra]
+            "--svm-variant", "squash", "--option", "svm_jobs=1", "--option", "svm_costs=[0.1,1.0]", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_every_classification_task_end_to_end(full_run, capsys):
         assert e["protocol"]["params"]["overrides"] == {"epochs": 1, "batch_size": 16, "image_size": 32}
         assert e["extra"]["best_epoch"] == 1 and len(e["extra"]["history"]) == 1
         assert e["throughput"]["train_images_per_s"] > 0
-    assert t["imagenet_linear"]["protocol"]["params"]["head"] == "linear"
+    assert t["imagenet_linear"]["protocol"]["params"]["head"] == "bn_linear"
     assert t["places205_linear"]["protocol"]["params"]["schedule"] == {"milestones": [], "gamma": 0.1}
     assert t["imagenet_semisup_1pct"]["protocol"]["params"]["lr_backbone"] == 0.03
     assert t["imagenet_semisup_10pct"]["dataset"]["splits"]["train"] == "train_10pct"
@@ -182,6 +182,7 @@ def test_trained_checkpoint_scores_above_random(full_run, tiny_checkpoints, synt
         t = read_results(out / "results.json")["tasks"]
         assert t["imagenet_linear"]["protocol"]["name"] == "linear_fast"
         scores[which] = (t["imagenet_knn"]["metrics"]["k20_top1"], t["imagenet_linear"]["metrics"]["top1"])
+    print("k20_top1, linear top1:", scores)
     (knn_r, lin_r), (knn_t, lin_t) = scores["random"], scores["trained"]
     assert knn_t >= knn_r + 15, scores
     assert lin_t >= lin_r + 15, scores

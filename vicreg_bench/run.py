@@ -76,8 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="VOC07 SVM image variant: squash (VISSL), center_crop (paper text), both (default; "
                         "squash is the headline)")
     s.add_argument("--linear-head", default=None, choices=("linear", "bn_linear"),
-                   help="linear-probe head (default: linear for ImageNet as vicreg evaluate.py, "
-                        "bn_linear for Places205/iNat18 as VISSL)")
+                   help="linear-probe head: bn_linear (default; BatchNorm1d + Linear, PROTOCOLS.md / VISSL) or "
+                        "linear (plain Linear, exactly vicreg evaluate.py; paper protocol only)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="any other task option, repeatable, e.g. det_input_scale=0.1 det_ims_per_batch=2 "
                         "svm_jobs=4 knn_ks=[10,20] (values parsed as JSON when they can be); see docs/run.md")

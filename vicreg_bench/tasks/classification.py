@@ -9,9 +9,10 @@ Protocols (PROTOCOLS.md, paper appendix B.3/B.4):
   (RandomResizedCrop + flip) go through the frozen trunk in eval mode every epoch, a linear head is
   trained with SGD (momentum 0.9, batch 256) on the table's schedule, and top-1/top-5 are measured on the
   val set after every epoch. The final epoch is the headline, the best epoch is kept as extra.
-  ImageNet follows vicreg evaluate.py (plain Linear head, N(0, 0.01) init, lr 0.02, wd 1e-6, cosine
-  over 100 epochs stepped per epoch); Places205 / iNat18 follow the paper's B.4 schedules with VISSL's
-  BatchNorm + Linear head (`eval_mlp`). Because the trunk is frozen and the test transform is
+  The head is BatchNorm1d + Linear (PROTOCOLS.md; VISSL `eval_mlp`), the Linear initialised N(0, 0.01)
+  with bias 0 (vicreg evaluate.py). ImageNet: lr 0.02, wd 1e-6, cosine over 100 epochs stepped per epoch
+  (evaluate.py, whose head is a plain Linear: `--linear-head linear` reproduces that); Places205 /
+  iNat18: the paper's B.4 schedules. Because the trunk is frozen and the test transform is
   deterministic, the per-epoch evaluation reads the cached centre-crop val features: the same numbers
   as pushing the val images through the trunk every epoch, without the cost. A per-epoch checkpoint in
   the task's work dir makes the task resumable.
@@ -59,8 +60,9 @@ class LinearProtocol:
 
 LINEAR_PROTOCOLS: dict[str, LinearProtocol] = {
     "imagenet_linear": LinearProtocol(
-        "imagenet", "train", "val", 100, 0.02, 1e-6, "cosine", "linear",
-        "paper B.3; facebookresearch/vicreg evaluate.py --weights freeze --lr-head 0.02"),
+        "imagenet", "train", "val", 100, 0.02, 1e-6, "cosine", "bn_linear",
+        "paper B.3; facebookresearch/vicreg evaluate.py --weights freeze --lr-head 0.02 (its head is a plain "
+        "Linear: --linear-head linear)"),
     "places205_linear": LinearProtocol(
         "places205", "train", "val", 28, 0.003, 1e-4, (4, 8, 12), "bn_linear",
         "paper B.4 (head: VISSL eval_mlp, BatchNorm + Linear)"),
@@ -234,6 +236,16 @@ def svm_variants(ctx: TaskContext) -> list[str]:
     return [v]
 
 
+def svm_costs(ctx: TaskContext) -> list[float]:
+    """VISSL's costs, unless `--option svm_costs=[...]` narrows the search (quick runs; recorded)."""
+    from vicreg_bench.tasks.svm import VISSL_COSTS
+
+    costs = opt(ctx, "svm_costs", VISSL_COSTS)
+    if isinstance(costs, (int, float)):
+        costs = [costs]
+    return [float(c) for c in costs]
+
+
 def protocol_voc07_svm(ctx: TaskContext) -> tuple[str, dict]:
     from vicreg_bench.tasks import svm as svm_mod
 
@@ -247,10 +259,8 @@ def protocol_voc07_svm(ctx: TaskContext) -> tuple[str, dict]:
         "layer": "res5avg",
         "reference": "VISSL tools/train_svm.py, vissl/utils/svm_utils",
     }
-    describe = getattr(svm_mod, "svm_protocol_params", None)
-    if callable(describe):
-        params["svm"] = describe()
-    if ov := overrides(ctx, ("image_size", "resize")):
+    params["svm"] = svm_mod.svm_protocol_params(svm_costs(ctx))
+    if ov := overrides(ctx, ("image_size", "resize", "svm_costs")):
         params["overrides"] = ov
     return "svm_vissl", params
 
@@ -269,8 +279,8 @@ def run_voc07_svm(ctx: TaskContext) -> TaskOutput:
         for v, (train, test) in sets.items():
             t0 = time.perf_counter()
             r = train_eval_voc07_svm(train.features, train.labels, test.features, test.labels,
-                                     class_names=list(VOC_CLASSES), n_jobs=opt(ctx, "svm_jobs"), seed=ctx.seed,
-                                     image_variant=v)
+                                     class_names=list(VOC_CLASSES), costs=params["svm"]["costs"],
+                                     n_jobs=opt(ctx, "svm_jobs"), seed=ctx.seed, image_variant=v)
             r = dict(r)
             r["seconds"] = round(time.perf_counter() - t0, 3)
             out[v] = r
@@ -326,6 +336,8 @@ def protocol_linear(ctx: TaskContext, task: str) -> tuple[str, dict]:
     params["precision"] = precision_of(ctx)
     params["test_transform"] = transform_params(ctx, "eval")
     if ctx.protocol == "fast":
+        if params["head"] != "bn_linear":
+            raise ValueError("--linear-head linear is not available with --protocol fast (its head is BN + Linear)")
         params["train_features"] = transform_params(ctx, "eval")
         params["augmentation"] = "none (cached centre-crop features)"
         name = "linear_fast"
@@ -380,13 +392,15 @@ def _linear_fast(ctx: TaskContext, name: str, params: dict) -> TaskOutput:
     train = feats(params["dataset"], params["train_split"], "eval")
     test = feats(params["dataset"], params["test_split"], "eval")
     schedule = "cosine" if params["schedule"] == "cosine" else list(params["schedule"]["milestones"])
+    num_classes = max(len(train.class_names), int(train.labels.max()) + 1, int(test.labels.max()) + 1)
 
     def compute():
         t0 = time.perf_counter()
         r = train_linear_on_features(
             train.features, train.labels, test.features, test.labels, epochs=params["epochs"], lr=params["lr"],
             weight_decay=params["weight_decay"], schedule=schedule, batch_size=params["batch_size"],
-            momentum=params["momentum"], nesterov=params["nesterov"], seed=ctx.seed, device=ctx.device)
+            momentum=params["momentum"], nesterov=params["nesterov"], seed=ctx.seed, device=ctx.device,
+            num_classes=num_classes)
         return dict(r), time.perf_counter() - t0
 
     r, seconds = on_main(compute)
