@@ -1,0 +1,101 @@
+"""Semi-supervised fine-tuning: the paper's learning rates per parameter group and their cosine decay, no
+weight decay, a trunk that really trains (BN in training mode), and resuming from the epoch checkpoint."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from vicreg_bench.models import build_resnet
+from vicreg_bench.tasks import classification as C
+from vicreg_bench.tasks import semisup as S
+from vicreg_bench.tasks.base import TaskContext
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    torch.manual_seed(0)
+    state = build_resnet("resnet18").state_dict()
+    return state, SimpleNamespace(arch="resnet18", sha256="2" * 64, normalize_input=True, method="torchvision")
+
+
+def make_ctx(backbone, data: Path, work: Path, task: str, **options) -> TaskContext:
+    state, info = backbone
+    return TaskContext(ckpt_path=Path("ckpt.pth"), state_dict=state, ckpt_info=info, data_root=data,
+                       work_dir=work / task, cache_dir=work / "cache",
+                       options={"image_size": 32, "workers": 0, "batch_size": 8, **options})
+
+
+def test_protocol_is_the_papers(backbone, tmp_path):
+    ctx = make_ctx(backbone, tmp_path, tmp_path, "x", image_size=None, batch_size=None)
+    name, p = S.protocol_imagenet_semisup_1pct(ctx)
+    assert name == "semisup_finetune" and "overrides" not in p
+    assert (p["epochs"], p["batch_size"], p["weight_decay"], p["momentum"], p["schedule"]) == (20, 256, 0.0, 0.9, "cosine")
+    assert (p["lr_backbone"], p["lr_head"], p["train_split"]) == (0.03, 0.08, "train_1pct")
+    _, p10 = S.protocol_imagenet_semisup_10pct(ctx)
+    assert (p10["lr_backbone"], p10["lr_head"], p10["train_split"]) == (0.01, 0.1, "train_10pct")
+    assert p["eval_every"] == 1 and p["headline"] == "final epoch"
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+def test_finetuning_trains_the_trunk_with_two_learning_rates_and_resumes(backbone, synthetic_root, tmp_path,
+                                                                          monkeypatch):
+    task = "imagenet_semisup_10pct"
+    full = S.run_imagenet_semisup_10pct(make_ctx(backbone, synthetic_root, tmp_path / "a", task, epochs=3))
+    h = full.extra["history"]
+    # per-epoch cosine (T_max 3) of each group's own lr: backbone 0.01, head 0.1
+    for epoch, entry in enumerate(h):
+        factor = (1 + math.cos(math.pi * epoch / 3)) / 2
+        assert entry["lr_backbone"] == pytest.approx(0.01 * factor)
+        assert entry["lr_head"] == pytest.approx(0.1 * factor)
+    assert full.metrics == {"top1": h[-1]["top1"], "top5": h[-1]["top5"]}
+    assert full.dataset["num_images"] == {"train": 20, "test": 30}
+
+    state = torch.load(tmp_path / "a" / task / "semisup_state.pt", weights_only=False)
+    trunk = {k.removeprefix("trunk."): v for k, v in state["model"].items() if k.startswith("trunk.")}
+    start = backbone[0]
+    assert not torch.equal(trunk["layer1.0.conv1.weight"], start["layer1.0.conv1.weight"])  # the trunk learns
+    assert not torch.equal(trunk["bn1.running_mean"], start["bn1.running_mean"])  # BN in training mode
+    assert state["optimizer"]["param_groups"][0]["weight_decay"] == 0.0
+
+    calls = []
+    real_save = C.save_state
+
+    def save_then_die(path, st):
+        real_save(path, st)
+        calls.append(st["epoch"])
+        if st["epoch"] == 2:
+            raise SimulatedKill
+
+    monkeypatch.setattr(S, "save_state", save_then_die)
+    with pytest.raises(SimulatedKill):
+        S.run_imagenet_semisup_10pct(make_ctx(backbone, synthetic_root, tmp_path / "b", task, epochs=3))
+    monkeypatch.undo()
+    resumed = S.run_imagenet_semisup_10pct(make_ctx(backbone, synthetic_root, tmp_path / "b", task, epochs=3))
+    assert calls == [1, 2] and resumed.extra["resumed_from_epoch"] == 2
+    assert resumed.metrics == full.metrics
+    assert [e["loss"] for e in resumed.extra["history"]] == [e["loss"] for e in h]
+
+
+def test_eval_every_thins_out_evaluation(backbone, synthetic_root, tmp_path):
+    out = S.run_imagenet_semisup_1pct(make_ctx(backbone, synthetic_root, tmp_path, "imagenet_semisup_1pct",
+                                               epochs=3, eval_every=2))
+    evaluated = [e["epoch"] for e in out.extra["history"] if "top1" in e]
+    assert evaluated == [2, 3]  # every 2nd epoch and always the last
+    assert out.protocol_params["overrides"]["eval_every"] == 2
+    assert out.extra["best_epoch"] in (2, 3)
