@@ -199,3 +199,25 @@ def test_two_processes_extract_the_same_features_as_one(tmp_path, trunk_state):
     # the shards were really split: 3 shards of 8, rank 0 wrote 0 and 2, rank 1 wrote 1 (all present)
     done = json.loads(next((tmp_path / "cache2").glob("*/*/complete.json")).read_text())
     assert done["throughput"]["num_processes"] == 2 and done["num_shards"] == 3
+
+
+def test_extract_command_writes_a_feature_file_the_knn_command_reads(tiny_checkpoints, synthetic_root, tmp_path, capsys):
+    from vicreg_bench.cli import main as cli_main
+    from vicreg_bench.tasks.feature_files import load_feature_file
+
+    def extract_cmd(split: str, out: Path, *extra: str) -> int:
+        return cli_main(["extract", "--ckpt", str(tiny_checkpoints["random"]), "--dataset", "imagenet", "--split", split,
+                         "--data-root", str(synthetic_root), "-o", str(out), "--device", "cpu", "--image-size", "32",
+                         "--workers", "0", "--transform", "knn", "--cache-dir", str(tmp_path / "cache"), *extra])
+
+    assert extract_cmd("train", tmp_path / "train.npz") == 0
+    assert extract_cmd("val", tmp_path / "val.npz") == 0
+    val = load_feature_file(tmp_path / "val.npz", "indices")
+    assert val.features.shape == (30, 512) and val.labels.shape == (30,) and len(val.class_names) == 10
+    assert extract_cmd("val", tmp_path / "val.npz") == 2  # never overwritten without --force
+    assert "--force" in capsys.readouterr().err
+    assert extract_cmd("val", tmp_path / "val.npz", "--force") == 0
+    assert "from cache" in capsys.readouterr().out
+    assert cli_main(["knn", "--train", str(tmp_path / "train.npz"), "--test", str(tmp_path / "val.npz"),
+                     "--k", "10", "20", "--json", str(tmp_path / "knn.json")]) == 0
+    assert json.loads((tmp_path / "knn.json").read_text())
