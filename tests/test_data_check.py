@@ -111,3 +111,13 @@ def test_every_design_task_has_its_data_listed():
         "imagenet_linear", "imagenet_semisup_1pct", "imagenet_semisup_10pct", "imagenet_knn", "places205_linear",
         "voc07_svm", "inat18_linear", "voc07_det", "coco_det",
     }  # fmt: skip
+
+
+def test_verify_images_finds_corrupt_files(synthetic_root, tmp_path, capsys):
+    shutil.copytree(synthetic_root / "VOC2012", tmp_path / "VOC2012")
+    bad = sorted((tmp_path / "VOC2012/JPEGImages").glob("*.jpg"))[3]
+    bad.write_bytes(bad.read_bytes()[:200])
+    assert dataset_status("voc2012", tmp_path).ok  # without decoding, the layout is fine
+    assert cli_main(["data", "check", "--data-root", str(tmp_path), "--datasets", "voc2012", "--verify-images"]) == 1
+    out = capsys.readouterr().out
+    assert "voc2012    malformed  trainval 24" in out and f"{bad}: cannot decode image" in out

@@ -1,9 +1,10 @@
 """Report which datasets under the data root are found, missing or malformed, before any compute starts.
 
-    vicreg-bench data check [--data-root DIR] [--datasets NAMES] [--json]
+    vicreg-bench data check [--data-root DIR] [--datasets NAMES] [--json] [--verify-images]
 
 For each dataset it opens every split through the same readers the benchmarks use (lists and annotation
-files are parsed, every listed image must exist; images are not decoded), then prints found / missing /
+files are parsed, every listed image must exist; images are decoded only with --verify-images), then
+prints found / missing /
 malformed, the image count per split, what is wrong (file and line), and, for a dataset that is not
 found, the exact layout expected. The data root is --data-root, else $VICREG_BENCH_DATA.
 Exit status: 0 when every checked dataset is found, 1 otherwise, 2 on a usage error.
@@ -78,10 +79,38 @@ def _open(kind: str, name: str, data_root: Path, split: str):
     return opener(name, data_root, split)
 
 
+def undecodable_images(ds, workers: int = 4, progress: bool = False) -> list[str]:
+    """Decode every image of a dataset (threads: PIL releases the GIL while decoding); the errors, one
+    line each naming the file and the decoder's error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    from vicreg_bench.data.base import BadImageError, load_rgb
+
+    def one(rel: str) -> str | None:
+        try:
+            load_rgb(ds.root / rel)
+        except BadImageError as e:
+            return str(e)
+        return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(one, [rel for rel, _ in ds.samples])
+        it = tqdm(results, total=len(ds), desc=f"decoding {ds.name} {ds.split}", disable=not progress, leave=False)
+        return [r for r in it if r]
+
+
 def dataset_status(
-    name: str, data_root, checks: Iterable[tuple[str, str, bool]] | None = None
+    name: str,
+    data_root,
+    checks: Iterable[tuple[str, str, bool]] | None = None,
+    *,
+    verify_images: bool = False,
+    progress: bool = False,
 ) -> DatasetStatus:
-    """Open each (kind, split) of the dataset and sum up; never raises for a data problem."""
+    """Open each (kind, split) of the dataset and sum up; never raises for a data problem.
+    With `verify_images`, also decode every image (slow: a full pass over the data)."""
     if name not in DATASET_CHECKS:
         raise UserError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     data_root = Path(data_root)
@@ -92,6 +121,7 @@ def dataset_status(
         status.problems.append(f"{folder}: folder not found")
         return status
     missing = malformed = False
+    decoded: set[str] = set()
     for kind, split, optional in DATASET_CHECKS[name] if checks is None else checks:
         key = f"{kind}:{split}"
         try:
@@ -115,6 +145,13 @@ def dataset_status(
             status.problems.append(status.split_problems[key])
             continue
         status.counts[split] = len(ds)
+        if verify_images and split not in decoded:  # VOC2007: the two kinds share the images
+            bad = undecodable_images(ds, progress=progress)
+            decoded.add(split)
+            if bad:
+                malformed = True
+                status.split_problems[key] = f"{len(bad)} image(s) of {split} cannot be decoded, e.g. {bad[0]}"
+                status.problems += bad
     status.problems = list(dict.fromkeys(status.problems))  # the same missing file can block several splits
     status.state = "malformed" if malformed else "missing" if missing else "found"
     return status
@@ -200,12 +237,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated dataset or task names to check (default: all: {','.join(DATASETS)})",
     )
     parser.add_argument("--json", action="store_true", help="print the statuses as JSON instead of a report")
+    parser.add_argument(
+        "--verify-images",
+        action="store_true",
+        help="also decode every image and list the ones that cannot be read (a full pass over the data)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     data_root = resolve_data_root(args.data_root)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
-    statuses = preflight(names, data_root)
+    statuses = []
+    for ds, checks in datasets_needed(names).items():
+        print(f"checking {ds} ...", file=sys.stderr, flush=True)
+        statuses.append(dataset_status(ds, data_root, checks, verify_images=args.verify_images, progress=True))
     if args.json:
         json.dump([s.to_dict() for s in statuses], sys.stdout, indent=2)
         print()
