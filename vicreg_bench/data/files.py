@@ -104,8 +104,8 @@ def scan_image_folder(
     Returns (classes, samples) with sample paths relative to `dataset_root`, sorted."""
     split_dir = require_dir(dataset_root / split, f"{split} split")
     found = list_class_folders(split_dir)
-    if classes is None:
-        classes = found
+    defines_classes = classes is None  # then an empty class folder would be a class without examples
+    classes = found if classes is None else classes
     index = {c: i for i, c in enumerate(classes)}
     samples: list[tuple[str, int]] = []
     for cls in found:
@@ -118,7 +118,7 @@ def scan_image_folder(
             dirnames.sort()
             rel_dir = Path(dirpath).relative_to(dataset_root).as_posix()
             samples.extend((f"{rel_dir}/{f}", index[cls]) for f in sorted(filenames) if is_image_file(f))
-        if len(samples) == n_before and classes is found:  # a defining class list must not hold empty classes
+        if len(samples) == n_before and defines_classes:
             raise MalformedDataError(f"{split_dir / cls}: class folder holds no image files")
     if not samples:
         raise MalformedDataError(f"{split_dir}: no images in class sub-folders (expected {split}/<class>/*.jpg)")

@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import io
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass

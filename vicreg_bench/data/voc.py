@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from vicreg_bench.data.base import ClassificationDataset, DetectionDataset, DetectionTarget
-from vicreg_bench.data.errors import DatasetMissingError, MalformedDataError
+from vicreg_bench.data.errors import MalformedDataError
 from vicreg_bench.data.files import FolderIndex, parse_int, read_lines, require_dir, require_file
 from vicreg_bench.data.layouts import dataset_dir
 
@@ -183,9 +183,7 @@ def _check_split(name: str, split: str) -> None:
 
 
 def _check_images(root: Path, rows: list[tuple[str, int]], list_path: Path) -> None:
-    index = FolderIndex(root / "JPEGImages")
-    if not (root / "JPEGImages").is_dir():
-        raise DatasetMissingError(f"{root / 'JPEGImages'}: image folder not found")
+    index = FolderIndex(require_dir(root / "JPEGImages", "VOC JPEGImages"))
     missing = [(i, ln) for i, ln in rows if not index.exists(f"{i}.jpg")]
     if missing:
         (image_id, lineno), n = missing[0], len(missing)
