@@ -32,6 +32,7 @@ from vicreg_bench.errors import UserError
 DEFAULT_KS = (10, 20, 100, 200)
 DEFAULT_TEMPERATURE = 0.07
 FAISS_GPU_MAX_K = 2048  # FAISS GPU flat indexes return at most this many neighbours
+TORCH_MAX_BLOCK = 1 << 29  # float32 similarities per brute-force chunk (2 GiB)
 
 
 def format_temperature(t: float) -> str:
@@ -43,16 +44,6 @@ def metric_name(k: int, top: int, temperature: float | None = None) -> str:
     """`k20_top1`; with an extra temperature `k20_top1_T0.1`."""
     name = f"k{k}_top{top}"
     return name if temperature is None else f"{name}_T{format_temperature(temperature)}"
-
-
-def l2_normalize(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Row-wise x / max(||x||, 1e-12) in float32 (torch.nn.functional.normalize), without float64 temporaries."""
-    out = np.empty(x.shape, dtype=np.float32)
-    for i in range(0, x.shape[0], chunk):
-        block = np.asarray(x[i : i + chunk], dtype=np.float32)
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float32))
-        out[i : i + chunk] = block / np.maximum(norms, 1e-12)[:, None]
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,39 +90,60 @@ def search_topk(
     backend: str = "faiss-cpu",
     device: str = "cpu",
     chunk_size: int = 8192,
+    normalize: bool = True,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inner-product top-k of every query among `train` rows: (similarities, indices), each Q x k, sorted descending."""
+    """Cosine (or, with normalize=False, inner-product) top-k of every query among the `train` rows.
+
+    Returns (similarities, indices), each Q x k, sorted descending. Rows are L2-normalised by the
+    backend itself (FAISS's multi-threaded normalize_L2 on a float32 copy, or on the GPU), queries one
+    chunk at a time, so the only large extra buffer is the one normalised copy of `train`.
+    """
     from tqdm import tqdm
 
     n_q = queries.shape[0]
     sims = np.empty((n_q, k), dtype=np.float32)
     idx = np.empty((n_q, k), dtype=np.int64)
+    if backend == "torch":  # the brute-force similarity block is chunk x n_train: keep it under 2 GiB
+        chunk_size = max(1, min(chunk_size, TORCH_MAX_BLOCK // max(1, train.shape[0])))
     chunks = range(0, n_q, chunk_size)
     bar = tqdm(chunks, desc=f"k-NN search ({backend})", unit="chunk", disable=not progress, leave=False)
     if backend.startswith("faiss"):
         import faiss
 
-        index = faiss.IndexFlatIP(train.shape[1])
+        base = np.array(train, dtype=np.float32, order="C", copy=True)
+        if normalize:
+            faiss.normalize_L2(base)
+        index = faiss.IndexFlatIP(base.shape[1])
         if backend == "faiss-gpu":
             res = faiss.StandardGpuResources()
             gpu_id = int(device.split(":")[1]) if ":" in device else 0
             index = faiss.index_cpu_to_gpu(res, gpu_id, index)
-        index.add(np.ascontiguousarray(train, dtype=np.float32))
+        index.add(base)
+        del base
         for i in bar:
-            d, j = index.search(np.ascontiguousarray(queries[i : i + chunk_size]), k)
+            q = np.array(queries[i : i + chunk_size], dtype=np.float32, order="C", copy=True)
+            if normalize:
+                faiss.normalize_L2(q)
+            d, j = index.search(q, k)
             sims[i : i + chunk_size], idx[i : i + chunk_size] = d, j
         if (idx < 0).any():  # FAISS pads with -1 when it finds fewer than k (never for an exact flat index)
             raise RuntimeError("FAISS returned fewer neighbours than asked")
         return sims, idx
     if backend == "torch":
         import torch
+        import torch.nn.functional as F
 
         dev = torch.device(device)
-        train_t = torch.from_numpy(np.ascontiguousarray(train)).to(dev)
+        base = torch.empty(train.shape, dtype=torch.float32, device=dev)
+        for i in range(0, train.shape[0], 65536):
+            block = torch.from_numpy(np.ascontiguousarray(train[i : i + 65536], dtype=np.float32)).to(dev)
+            base[i : i + 65536] = F.normalize(block, dim=1) if normalize else block
         for i in bar:
-            q = torch.from_numpy(np.ascontiguousarray(queries[i : i + chunk_size])).to(dev)
-            d, j = (q @ train_t.T).topk(k, dim=1, largest=True, sorted=True)
+            q = torch.from_numpy(np.ascontiguousarray(queries[i : i + chunk_size], dtype=np.float32)).to(dev)
+            if normalize:
+                q = F.normalize(q, dim=1)
+            d, j = (q @ base.T).topk(k, dim=1, largest=True, sorted=True)
             sims[i : i + chunk_size], idx[i : i + chunk_size] = d.cpu().numpy(), j.cpu().numpy()
         return sims, idx
     raise ValueError(f"unknown k-NN backend {backend!r}")
@@ -217,10 +229,8 @@ def knn_classify(
     if clamped:
         warnings.warn(f"k-NN: k={clamped} exceed the {n_train} train features; those k use all {n_train}", stacklevel=2)
     backend, dev = resolve_backend(device, kmax)
-    train_n = l2_normalize(train_features)
-    test_n = l2_normalize(test_features)
-    sims, idx = search_topk(train_n, test_n, kmax, backend=backend, device=dev, chunk_size=chunk_size, progress=progress)
-    del train_n, test_n
+    sims, idx = search_topk(train_features, test_features, kmax, backend=backend, device=dev, chunk_size=chunk_size,
+                            progress=progress)
     neighbor_labels = train_labels[idx]
 
     metrics: dict[str, float] = {}
