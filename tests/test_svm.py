@@ -60,9 +60,10 @@ def sklearn_loop(xtr, ytr, xte, yte, costs):
     return cv, chosen, np.array(aps)
 
 
-def test_equals_sequential_sklearn_loop():
+@pytest.mark.parametrize("cv_solver", ["path", "dual"])
+def test_equals_sequential_sklearn_loop(cv_solver):
     xtr, ytr, xte, yte = voc_like()
-    result = fit_voc07_svms(xtr, ytr, xte, yte, costs=COSTS, n_jobs=2)
+    result = fit_voc07_svms(xtr, ytr, xte, yte, costs=COSTS, n_jobs=2, cv_solver=cv_solver)
     cv, chosen, aps = sklearn_loop(xtr, ytr, xte, yte, COSTS)
     assert result.chosen_cost == chosen
     # Where scikit-learn's dual solver converges (C <= 10 here) both reach the same optimum. At C = 100 it
