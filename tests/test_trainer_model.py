@@ -226,3 +226,17 @@ def test_sampler_errors():
         GlobalBatchSampler(100, 10, rank=0, world_size=4)
     with pytest.raises(UserError, match="larger than the dataset"):
         GlobalBatchSampler(5, 8)
+
+
+def test_unreadable_image_is_replaced_by_the_next_one_with_a_warning(tmp_path):
+    root = _folder(tmp_path, classes=1, per_class=3)
+    bad = root / "train" / "class0" / "1.png"
+    bad.write_bytes(b"not an image")
+    ds = TwoViewImageFolder(root, TwoViewTransform("official", 16))
+    with pytest.warns(UserWarning, match="cannot read image"):
+        a, _, _ = ds[(1, 0)]
+    assert a.shape == (3, 16, 16)
+    for p in (root / "train" / "class0").iterdir():
+        p.write_bytes(b"broken")
+    with pytest.warns(UserWarning), pytest.raises(UserError, match="cannot be read"):
+        ds[(0, 0)]

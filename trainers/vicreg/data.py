@@ -14,6 +14,7 @@ worker builds them.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -26,6 +27,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, ImageFolder
 from vicreg_bench.errors import UserError
 
 from .augment import TwoViewTransform
+
+MAX_SUBSTITUTES = 10
 
 
 def resolve_image_folder(data: str | Path) -> Path:
@@ -66,6 +69,7 @@ class TwoViewImageFolder(Dataset):
             )
         self.transform = transform
         self.seed = seed
+        self._warned: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -73,14 +77,23 @@ class TwoViewImageFolder(Dataset):
     def sample_rng(self, index: int, epoch: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, epoch, index])
 
+    def _load(self, index: int) -> tuple[Image.Image, int]:
+        """The image at `index`; an unreadable file is replaced by the next readable one (with a warning),
+        deterministically, so a corrupt file in a huge dataset does not kill a long run."""
+        for attempt in range(MAX_SUBSTITUTES + 1):
+            path, label = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                with Image.open(path) as img:
+                    return img.convert("RGB"), label
+            except OSError as exc:
+                if path not in self._warned:
+                    self._warned.add(path)
+                    warnings.warn(f"--data: cannot read image {path} ({exc}); using the next image in its place", stacklevel=2)
+        raise UserError(f"--data: {MAX_SUBSTITUTES + 1} consecutive images from {self.samples[index][0]} cannot be read")
+
     def __getitem__(self, key: tuple[int, int] | int):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        path, label = self.samples[index]
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-        except OSError as exc:
-            raise UserError(f"--data: cannot read image {path}: {exc}") from exc
+        img, label = self._load(index)
         view_a, view_b = self.transform(img, self.sample_rng(index, epoch))
         return view_a, view_b, label
 
