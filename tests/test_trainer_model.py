@@ -63,14 +63,14 @@ def test_no_proj_bn_removes_batch_norm_from_projector_and_predictor():
 
 
 def test_standardize_appends_non_affine_batch_norm_that_standardizes():
+    torch.manual_seed(0)
     model = VICReg("resnet18", "64-32", standardize=True)
     last = model.projector[-1]
     assert isinstance(last, nn.BatchNorm1d) and not last.affine
-    torch.manual_seed(0)
     out = model(torch.randn(6, 3, 32, 32), torch.randn(6, 3, 32, 32))
     z = out["z_a"].detach()
     torch.testing.assert_close(z.mean(0), torch.zeros(32), atol=1e-5, rtol=0)
-    torch.testing.assert_close(z.var(0, unbiased=False), torch.ones(32), atol=1e-3, rtol=0)
+    torch.testing.assert_close(z.var(0, unbiased=False), torch.ones(32), atol=1e-2, rtol=0)  # var / (var + eps)
 
 
 def test_predictor_two_layers_and_outputs():
