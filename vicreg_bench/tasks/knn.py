@@ -177,7 +177,8 @@ def vote_topk_correct(
         labels = torch.from_numpy(neighbor_labels[i : i + chunk_size, :k])
         target = torch.from_numpy(test_labels[i : i + chunk_size])
         scores = torch.zeros(sims.shape[0], num_classes, dtype=torch.float64)
-        scores.scatter_add_(1, labels, (sims / temperature).exp())
+        # exp((s - s_max) / T): the same ranking as exp(s / T) (one factor per query), without overflow at tiny T
+        scores.scatter_add_(1, labels, ((sims - sims[:, :1]) / temperature).exp())
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :top]
         hit = order.eq(target.view(-1, 1))
         correct1 += int(hit[:, 0].sum())
@@ -218,6 +219,8 @@ def knn_classify(
         raise UserError("k-NN needs at least one train and one test feature")
     if train_features.shape[1] != test_features.shape[1]:
         raise UserError(f"train features are {train_features.shape[1]}-d but test features {test_features.shape[1]}-d")
+    if min(train_labels.min(), test_labels.min()) < 0:
+        raise UserError("k-NN labels must be class indices >= 0")
     needed = int(max(train_labels.max(), test_labels.max())) + 1
     num_classes = needed if num_classes is None else int(num_classes)
     if num_classes < needed:
