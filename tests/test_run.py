@@ -207,4 +207,8 @@ def test_two_processes_give_the_results_of_one(full_run, tiny_checkpoints, synth
         assert two["tasks"][t]["protocol"]["hash"] == one["tasks"][t]["protocol"]["hash"]
         for k, v in one["tasks"][t]["metrics"].items():
             assert two["tasks"][t]["metrics"][k] == pytest.approx(v, abs=1e-6), (t, k)
+    # the same global batches, BN statistics over the global batch, loss normalised by the global batch
+    loss_one = [h["loss"] for h in one["tasks"]["imagenet_linear"]["extra"]["history"]]
+    loss_two = [h["loss"] for h in two["tasks"]["imagenet_linear"]["extra"]["history"]]
+    assert loss_two == pytest.approx(loss_one, rel=1e-5)
     assert proc.stdout.count("results:") == 1  # only rank 0 reports and writes

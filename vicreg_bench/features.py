@@ -585,6 +585,7 @@ def default_resize(image_size: int, resize: int | None) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint of any supported format (see `inspect`)")
     p.add_argument("--method", default=None, help="checkpoint method when detection guesses wrong (e.g. dino, moco_v2)")
+    p.add_argument("--key", default=None, help="sub-dictionary holding the model in a full checkpoint (e.g. teacher)")
     p.add_argument("--dataset", required=True, help="imagenet, places205, inat2018 or voc2007")
     p.add_argument("--split", required=True, help="split of the dataset, e.g. train, val, trainval, test")
     p.add_argument("-o", "--output", required=True, type=Path, help="output .npz (features, labels, class_names, paths)")
@@ -609,7 +610,7 @@ def main(args: argparse.Namespace) -> int:
     if device == "cuda" and D.is_distributed():
         device = f"cuda:{torch.cuda.current_device()}"
     data_root = resolve_data_root(args.data_root)
-    state_dict, info = load_backbone(args.ckpt, method=args.method)
+    state_dict, info = load_backbone(args.ckpt, method=args.method, key=args.key)
     extractor = FeatureExtractor(
         state_dict, info, data_root=data_root, cache_dir=args.cache_dir or default_cache_dir(), device=device,
         precision=args.precision, image_size=args.image_size, resize=default_resize(args.image_size, args.resize),

@@ -337,7 +337,9 @@ def main(args: argparse.Namespace) -> int:
     for t in tasks:
         try:
             plans[t] = planned_protocol(TASKS[t], context(t))
-        except Exception as e:  # a bad option for one task must not stop the others
+        except UserError as e:  # a bad flag or option: reported below, before anything runs
+            plans[t], plan_errors[t] = None, f"user:{e}"
+        except Exception as e:  # e.g. an engine that cannot be imported: recorded, the other tasks run
             plans[t], plan_errors[t] = None, error_reason(e)
         phash = protocol_hash(*plans[t]) if plans[t] else None
         ohash = options_hash(t, protocol, args.seed, options)
@@ -345,6 +347,14 @@ def main(args: argparse.Namespace) -> int:
             say(f"{t}: already done with the same protocol (hash {phash or ohash}), skipped; --force recomputes")
             continue
         todo.append(t)
+
+    user_errors = {t: e.removeprefix("user:") for t, e in plan_errors.items() if e.startswith("user:")}
+    if user_errors:
+        raise UserError("; ".join(f"{t}: {e}" for t, e in user_errors.items()))
+    if protocol == "fast":
+        slow = [t for t in todo if not TASKS[t].has_fast]
+        if slow:
+            say(f"note: {', '.join(slow)} have no fast variant and run their own protocol")
 
     # Preflight: every dataset split the tasks to run need, before any compute.
     missing_task = data_problems(todo, data_root)

@@ -489,6 +489,31 @@ def global_mean_loss(logits: torch.Tensor, targets: torch.Tensor, global_size: i
     return F.cross_entropy(logits, targets, reduction="sum") * (D.get_world_size() / global_size)
 
 
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d whose training statistics span the global batch of all processes, on any backend.
+
+    torch's SyncBatchNorm needs CUDA; this one all-reduces (with autograd) the per-feature sums of every
+    process, so N gloo or NCCL processes normalise exactly like one process holding the whole batch.
+    With one process, or in eval mode, it is a plain BatchNorm1d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and D.is_distributed()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        n = all_reduce(torch.full((1,), float(x.shape[0]), device=x.device, dtype=x.dtype))
+        mean = all_reduce(x.sum(0)) / n
+        var = all_reduce(((x - mean) ** 2).sum(0)) / n  # biased, as BatchNorm normalises with
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1).clamp(min=1)), alpha=m)
+        y = (x - mean) / torch.sqrt(var + self.eps)
+        return y * self.weight + self.bias if self.affine else y
+
+
 def make_head(dim: int, num_classes: int, kind: str) -> nn.Module:
     """Linear head, N(0, 0.01) weights and zero bias (vicreg evaluate.py); optionally after BatchNorm1d (VISSL)."""
     linear = nn.Linear(dim, num_classes)
@@ -497,7 +522,7 @@ def make_head(dim: int, num_classes: int, kind: str) -> nn.Module:
     if kind == "linear":
         return nn.Sequential(linear)
     if kind == "bn_linear":
-        return nn.Sequential(nn.BatchNorm1d(dim, eps=1e-5, affine=True), linear)
+        return nn.Sequential(GlobalBatchNorm1d(dim, eps=1e-5, affine=True), linear)
     raise ValueError(f"linear head must be 'linear' or 'bn_linear', got {kind!r}")
 
 
@@ -594,8 +619,6 @@ def _linear_paper(ctx: TaskContext, name: str, params: dict) -> TaskOutput:
 
     torch.manual_seed(ctx.seed)
     head = make_head(dim, num_classes, params["head"]).to(device)
-    if D.is_distributed() and str(device).startswith("cuda"):
-        head = nn.SyncBatchNorm.convert_sync_batchnorm(head)  # BN statistics over the global batch
     optimizer = torch.optim.SGD(head.parameters(), lr=params["lr"], momentum=params["momentum"],
                                 weight_decay=params["weight_decay"], nesterov=params["nesterov"])
     scheduler = make_scheduler(optimizer, params["schedule"], params["epochs"])
