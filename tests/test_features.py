@@ -221,3 +221,18 @@ def test_extract_command_writes_a_feature_file_the_knn_command_reads(tiny_checkp
     assert cli_main(["knn", "--train", str(tmp_path / "train.npz"), "--test", str(tmp_path / "val.npz"),
                      "--k", "10", "20", "--json", str(tmp_path / "knn.json")]) == 0
     assert json.loads((tmp_path / "knn.json").read_text())
+
+
+def test_single_process_helpers():
+    from vicreg_bench import distributed as D
+
+    assert (D.get_rank(), D.get_world_size(), D.is_main()) == (0, 1, True)
+    items = list(range(7))
+    assert D.shard(items, 0, 3) == [0, 3, 6] and D.shard(items, 2, 3) == [2, 5]
+    assert sorted(sum((D.shard(items, r, 3) for r in range(3)), [])) == items
+    assert D.split_batch(256, 8) == 32
+    with pytest.raises(ValueError, match="not divisible"):
+        D.split_batch(256, 3)
+    assert D.all_gather_objects({"a": 1}) == [{"a": 1}] and D.broadcast_object(5) == 5
+    t = torch.tensor([1.0, 2.0])
+    assert D.all_reduce_sum(t) is t and t.tolist() == [1.0, 2.0]

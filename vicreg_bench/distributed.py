@@ -115,9 +115,18 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over ranks in place (counts of correct predictions, losses)."""
-    if is_distributed():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    """Sum a tensor over ranks in place (counts of correct predictions, losses).
+
+    NCCL reduces only CUDA tensors: a CPU tensor makes a round trip through this rank's GPU.
+    """
+    if not is_distributed():
+        return t
+    if dist.get_backend() == "nccl" and not t.is_cuda:
+        on_gpu = t.to(f"cuda:{torch.cuda.current_device()}")
+        dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+        t.copy_(on_gpu.cpu())
+        return t
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 
