@@ -236,3 +236,42 @@ def test_single_process_helpers():
     assert D.all_gather_objects({"a": 1}) == [{"a": 1}] and D.broadcast_object(5) == 5
     t = torch.tensor([1.0, 2.0])
     assert D.all_reduce_sum(t) is t and t.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.slow
+def test_extraction_killed_with_sigkill_resumes(tiny_checkpoints, synthetic_root, tmp_path):
+    """A real `kill -9` in the middle of `vicreg-bench extract`: the entry stays incomplete, and the next
+    extraction computes only the missing shards and gives the same features as an uninterrupted one."""
+    import signal
+    import time
+
+    from vicreg_bench.checkpoints import load_backbone
+    from vicreg_bench.features import FeatureExtractor
+
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "vicreg_bench.cli", "extract", "--ckpt", str(tiny_checkpoints["random"]),
+           "--dataset", "imagenet", "--split", "train", "--data-root", str(synthetic_root),
+           "-o", str(tmp_path / "never.npz"), "--device", "cpu", "--image-size", "64", "--workers", "0",
+           "--batch-size", "4", "--shard-size", "4", "--cache-dir", str(cache)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(cache.glob("*/*/shard_*.npz"))) < 2:
+            assert proc.poll() is None, "extraction ended before it could be killed"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    entry_dir = next(cache.glob("*/*/meta.json")).parent
+    done_before = len(list(entry_dir.glob("shard_*.npz")))
+    assert not (entry_dir / "complete.json").exists() and 2 <= done_before < 15
+
+    state, info = load_backbone(tiny_checkpoints["random"])
+    common = dict(device="cpu", image_size=64, resize=73, batch_size=4, workers=0, shard_size=4, progress=False)
+    resumed = FeatureExtractor(state, info, data_root=synthetic_root, cache_dir=cache, **common)("imagenet", "train")
+    assert resumed.throughput["images"] == 60 - 4 * done_before  # only the missing shards were computed
+    fresh = FeatureExtractor(state, info, data_root=synthetic_root, cache_dir=tmp_path / "fresh", **common)(
+        "imagenet", "train")
+    assert resumed.key == fresh.key
+    np.testing.assert_array_equal(resumed.features, fresh.features)

@@ -576,6 +576,9 @@ def add_extraction_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers per process (default: from the CPU count)")
     p.add_argument("--on-bad-image", default="error", choices=("error", "skip"),
                    help="an undecodable image stops the job (error, default) or is left out and listed (skip)")
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                   help=f"images per feature-cache shard, the unit an interrupted extraction resumes from "
+                        f"(default {DEFAULT_SHARD_SIZE})")
 
 
 def default_resize(image_size: int, resize: int | None) -> int:
@@ -600,6 +603,8 @@ def main(args: argparse.Namespace) -> int:
     from vicreg_bench.checkpoints import load_backbone
     from vicreg_bench.data.registry import resolve_data_root
 
+    if args.shard_size < 1:
+        raise UserError(f"--shard-size: expected a positive integer, got {args.shard_size}")
     out = Path(args.output)
     if out.suffix != ".npz":
         raise UserError(f"-o {out}: expected a .npz file name")
@@ -615,6 +620,7 @@ def main(args: argparse.Namespace) -> int:
         state_dict, info, data_root=data_root, cache_dir=args.cache_dir or default_cache_dir(), device=device,
         precision=args.precision, image_size=args.image_size, resize=default_resize(args.image_size, args.resize),
         batch_size=args.batch_size, workers=args.workers, on_bad_image=args.on_bad_image,
+        shard_size=args.shard_size,
     )
     fs = extractor(args.dataset, args.split, args.transform)
     if D.is_main():

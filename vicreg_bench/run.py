@@ -97,7 +97,8 @@ def seed_everything(seed: int) -> None:
 
 
 def check_positive(args: argparse.Namespace) -> None:
-    for flag in ("epochs", "batch_size", "det_iters", "eval_every", "image_size", "resize", "extract_batch_size"):
+    for flag in ("epochs", "batch_size", "det_iters", "eval_every", "image_size", "resize", "extract_batch_size",
+                 "shard_size"):
         v = getattr(args, flag, None)
         if v is not None and v < 1:
             raise UserError(f"--{flag.replace('_', '-')}: expected a positive integer, got {v}")
@@ -318,7 +319,8 @@ def main(args: argparse.Namespace) -> int:
     extractor = FeatureExtractor(
         state_dict, info, data_root=data_root, cache_dir=cache_dir, device=device, precision=args.precision,
         image_size=args.image_size, resize=default_resize(args.image_size, args.resize),
-        batch_size=args.extract_batch_size, workers=args.workers, on_bad_image=args.on_bad_image)
+        batch_size=args.extract_batch_size, workers=args.workers, on_bad_image=args.on_bad_image,
+        shard_size=args.shard_size)
 
     def context(task: str) -> TaskContext:
         return TaskContext(ckpt_path=Path(args.ckpt), state_dict=state_dict, ckpt_info=info, data_root=data_root,
