@@ -57,6 +57,15 @@ def tiny_dataset(root: Path, n: int = 21, bad: tuple[int, ...] = (), on_bad_imag
     return open_tiny(root, n, on_bad_image)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small batches on a shared 2-core machine run faster on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def trunk_state() -> dict:
     torch.manual_seed(0)
