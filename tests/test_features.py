@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from vicreg_bench.features import (
     build_transform,
     cache_key,
     features_for_dataset,
+    order_sha256,
     weights_digest,
 )
 from vicreg_bench.models import build_resnet
@@ -103,12 +103,22 @@ def test_features_equal_forward_pass_and_cache_is_reused(tmp_path, trunk_state):
     np.testing.assert_array_equal(again.features, fs.features)
 
 
+def test_reordered_dataset_does_not_reuse_cached_rows(tmp_path, trunk_state):
+    ds, params = tiny_dataset(tmp_path / "data", n=9)
+    fs = extract(ds, params, trunk_state, tmp_path / "cache")
+    ds.samples = list(reversed(ds.samples))  # same files and labels (same manifest), another item order
+    rev = extract(ds, params, trunk_state, tmp_path / "cache")
+    assert not rev.from_cache and rev.manifest_sha256 == fs.manifest_sha256
+    assert rev.paths == list(reversed(fs.paths)) and rev.labels.tolist() == list(reversed(fs.labels.tolist()))
+    np.testing.assert_allclose(rev.features[::-1], fs.features, rtol=1e-5, atol=1e-5)
+
+
 def test_cache_key_follows_everything_that_changes_features(trunk_state):
     base = dict(ckpt_sha256="a" * 64, weights_sha256="w", dataset="imagenet", manifest_sha256="m", split="val",
                 transform=build_transform("eval", size=SIZE, resize=RESIZE)[1], precision="fp32")
     key = cache_key(**base)[0]
     for change in [dict(ckpt_sha256="b" * 64), dict(weights_sha256="v"), dict(manifest_sha256="n"),
-                   dict(split="train"), dict(precision="bf16"), dict(layer="res4avg"),
+                   dict(split="train"), dict(precision="bf16"), dict(layer="res4avg"), dict(order_sha256="o"),
                    dict(transform=build_transform("knn", size=SIZE, resize=RESIZE)[1]),
                    dict(transform=build_transform("eval", size=SIZE, resize=RESIZE + 4)[1]),
                    dict(transform=build_transform("eval", size=SIZE, resize=RESIZE, normalize=False)[1])]:
@@ -153,7 +163,8 @@ def test_interrupted_extraction_resumes_and_is_never_read_half_written(tmp_path,
 
 def reference_key(ds, params, state) -> str:
     return cache_key(ckpt_sha256="0" * 64, weights_sha256=weights_digest(state), dataset="tiny",
-                     manifest_sha256=ds.manifest_sha256(), split="train", transform=params, precision="fp32")[0]
+                     manifest_sha256=ds.manifest_sha256(), split="train", transform=params, precision="fp32",
+                     order_sha256=order_sha256(ds))[0]
 
 
 def test_bad_images_error_or_skip(tmp_path, trunk_state):

@@ -136,8 +136,18 @@ def resolve_precision(precision: str, device: str) -> str:
     return "fp32"
 
 
+def order_sha256(dataset) -> str:
+    """sha256 of the dataset's relative paths in item order: cached rows are stored by item index, so a
+    reader that lists the same files in another order must not reuse them (the manifest is order-free)."""
+    h = hashlib.sha256()
+    for rel, _ in dataset.samples:
+        h.update(str(rel).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 def cache_key(*, ckpt_sha256: str, weights_sha256: str, dataset: str, manifest_sha256: str, split: str,
-              transform: dict, precision: str, layer: str = LAYER) -> tuple[str, dict]:
+              transform: dict, precision: str, layer: str = LAYER, order_sha256: str = "") -> tuple[str, dict]:
     """(hex key, the description it hashes). Equal keys = equal features, up to device numerics."""
     desc = {
         "format_version": CACHE_FORMAT_VERSION,
@@ -145,6 +155,7 @@ def cache_key(*, ckpt_sha256: str, weights_sha256: str, dataset: str, manifest_s
         "weights_sha256": weights_sha256,
         "dataset": dataset,
         "manifest_sha256": manifest_sha256,
+        "order_sha256": order_sha256,
         "split": split,
         "transform": transform,
         "layer": layer,
@@ -404,7 +415,7 @@ def features_for_dataset(
     manifest = dataset.manifest_sha256()
     key, desc = cache_key(ckpt_sha256=ckpt_sha256, weights_sha256=weights_sha256, dataset=dataset_name,
                           manifest_sha256=manifest, split=dataset.split, transform=transform_params,
-                          precision=precision)
+                          precision=precision, order_sha256=order_sha256(dataset))
     entry = CacheEntry(cache_dir, key)
     from_cache = entry.is_complete()
     if not from_cache:

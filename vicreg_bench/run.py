@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import sys
@@ -43,7 +42,7 @@ import torch
 from vicreg_bench import distributed as D
 from vicreg_bench.errors import UserError
 from vicreg_bench.tasks.base import TaskContext, TaskOutput
-from vicreg_bench.tasks.registry import SUITES, TASKS, TaskSpec, datasets_for, resolve_tasks
+from vicreg_bench.tasks.registry import SUITES, TASKS, TaskSpec, resolve_tasks
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from vicreg_bench.features import add_extraction_arguments
