@@ -370,17 +370,32 @@ def extract_into(entry: CacheEntry, model: torch.nn.Module, dataset, *, device: 
     return stats
 
 
-def _assemble(entry: CacheEntry, dataset, num_shards: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    feats, idx, skipped = [], [], []
+def _read_index(entry: CacheEntry, num_shards: int) -> tuple[np.ndarray, list[dict]]:
+    """Item indices of the stored rows and the skipped files, without loading any features."""
+    idx, skipped = [], []
     for s in range(num_shards):
-        f, i, b = entry.read_shard(s)
-        if len(i):
-            feats.append(f)
-            idx.append(i)
-        skipped += b
-    if feats:
-        return np.concatenate(feats), np.concatenate(idx), skipped
-    return np.zeros((0, 0), dtype=np.float32), np.zeros((0,), dtype=np.int64), skipped
+        with np.load(entry.shard_file(s), allow_pickle=False) as z:
+            idx.append(z["indices"])
+            skipped += json.loads(str(z["skipped"]))
+    return (np.concatenate(idx) if idx else np.zeros((0,), dtype=np.int64)), skipped
+
+
+def _read_features(entry: CacheEntry, num_shards: int, num_rows: int) -> np.ndarray:
+    """All stored rows in one preallocated array (ImageNet train at 2048-d is 10 GB: no second copy)."""
+    out: np.ndarray | None = None
+    pos = 0
+    for s in range(num_shards):
+        with np.load(entry.shard_file(s), allow_pickle=False) as z:
+            f = z["features"]
+        if not len(f):
+            continue
+        if out is None:
+            out = np.empty((num_rows, f.shape[1]), dtype=np.float32)
+        out[pos:pos + len(f)] = f
+        pos += len(f)
+    if pos != num_rows:
+        raise RuntimeError(f"{entry.dir}: {pos} stored rows, complete.json says {num_rows}")
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 def _labels_of(dataset, indices: np.ndarray) -> np.ndarray:
@@ -450,7 +465,7 @@ def features_for_dataset(
                 raise RuntimeError(f"{entry.dir}: shards {missing[:10]} missing after extraction")
             images = sum(s["images"] for s in all_stats)
             seconds = max(s["seconds"] for s in all_stats)
-            _, idx, skipped = _assemble(entry, dataset, num_shards)
+            idx, skipped = _read_index(entry, num_shards)
             atomic_write_json(entry.complete_file, {
                 "key": key,
                 "desc": desc,
@@ -472,7 +487,8 @@ def features_for_dataset(
             })
         D.barrier()
     info = entry.read_complete()
-    feats, idx, skipped = _assemble(entry, dataset, int(info["num_shards"]))
+    idx, skipped = _read_index(entry, int(info["num_shards"]))
+    feats = _read_features(entry, int(info["num_shards"]), len(idx))
     return FeatureSet(
         features=feats,
         labels=_labels_of(dataset, idx),
@@ -492,21 +508,22 @@ def features_for_dataset(
 class FeatureExtractor:
     """Everything a run needs to turn (dataset, split, transform name) into a cached FeatureSet.
 
-    Builds the trunk once (lazily), opens datasets through `vicreg_bench.data.registry`, keeps the last
-    few FeatureSets in memory so tasks of one run share them, and otherwise relies on the disk cache.
+    Builds the trunk once (lazily), opens datasets through `vicreg_bench.data.registry`, keeps recent
+    FeatureSets in memory (up to `memory_bytes`) so tasks of one run share them, and otherwise relies on
+    the disk cache.
     """
 
     def __init__(self, state_dict: dict, info: Any, *, data_root: str | os.PathLike, cache_dir: str | os.PathLike,
                  device: str = "cpu", precision: str = "auto", image_size: int = 224, resize: int = 256,
                  batch_size: int | None = None, workers: int | None = None, on_bad_image: str = "error",
-                 shard_size: int = DEFAULT_SHARD_SIZE, progress: bool = True, memory_items: int = 4):
+                 shard_size: int = DEFAULT_SHARD_SIZE, progress: bool = True, memory_bytes: int = 8 << 30):
         self.state_dict, self.info = state_dict, info
         self.data_root, self.cache_dir = Path(data_root), Path(cache_dir)
         self.device, self.precision = device, precision
         self.image_size, self.resize = image_size, resize
         self.batch_size, self.workers, self.on_bad_image = batch_size, workers, on_bad_image
         self.shard_size, self.progress = shard_size, progress
-        self.memory_items = memory_items
+        self.memory_bytes = memory_bytes
         self._model: torch.nn.Module | None = None
         self._weights_sha: str | None = None
         self._memo: dict[tuple, FeatureSet] = {}
@@ -544,7 +561,8 @@ class FeatureExtractor:
             shard_size=self.shard_size, progress=self.progress,
         )
         self._memo[memo_key] = fs
-        while len(self._memo) > self.memory_items:
+        # keep recent sets in memory for the next task, within a byte budget (the newest always stays)
+        while len(self._memo) > 1 and sum(f.features.nbytes for f in self._memo.values()) > self.memory_bytes:
             self._memo.pop(next(iter(self._memo)))
         return fs
 
