@@ -58,6 +58,7 @@ def build_c4_faster_rcnn(
     extra_norm: bool = True,
     roi_per_image: int = 512,
     test_proposals: int = 1000,
+    detections_per_image: int = 100,
 ) -> FasterRCNN:
     """A Faster R-CNN C4 whose trunk weights are shared with `trunk` (copy it first to keep the original)."""
     trunk = copy.deepcopy(trunk)
@@ -81,7 +82,7 @@ def build_c4_faster_rcnn(
         box_predictor=DetectronStylePredictor(head.out_channels, num_classes + 1),
         box_score_thresh=0.05,
         box_nms_thresh=0.5,
-        box_detections_per_img=100,
+        box_detections_per_img=detections_per_image,
         box_fg_iou_thresh=0.5,
         box_bg_iou_thresh=0.5,
         box_batch_size_per_image=roi_per_image,

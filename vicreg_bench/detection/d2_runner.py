@@ -83,6 +83,7 @@ def build_command(
         "TEST.PRECISE_BN.NUM_ITER": str(max(opts.precise_bn_iters, 1)),
         "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": str(opts.roi_per_image),
         "MODEL.RPN.POST_NMS_TOPK_TEST": str(opts.test_proposals),
+        "TEST.DETECTIONS_PER_IMAGE": str(opts.detections_per_image),
         **D2_ARCHS[arch],
     }
     if not normalize_input:  # converted SimCLR: the network expects RGB in [0, 1], unnormalised

@@ -28,7 +28,8 @@ FPN_STRIDES = [4, 8, 16, 32]
 
 
 def build_fpn_mask_rcnn(
-    trunk: nn.Module, num_classes: int, *, image_mean, image_std, roi_per_image: int = 512, test_proposals: int = 1000
+    trunk: nn.Module, num_classes: int, *, image_mean, image_std, roi_per_image: int = 512, test_proposals: int = 1000,
+    detections_per_image: int = 100,
 ) -> MaskRCNN:
     trunk = copy.deepcopy(trunk)
     backbone = _resnet_fpn_extractor(trunk, trainable_layers=5, norm_layer=nn.BatchNorm2d)
@@ -53,7 +54,7 @@ def build_fpn_mask_rcnn(
         box_predictor=DetectronStylePredictor(1024, num_classes + 1),
         box_score_thresh=0.05,
         box_nms_thresh=0.5,
-        box_detections_per_img=100,
+        box_detections_per_img=detections_per_image,
         box_batch_size_per_image=roi_per_image,
         box_positive_fraction=0.25,
         bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),

@@ -15,6 +15,7 @@
 | det_channels_last | false | torchvision engine on CUDA: channels_last memory format |
 | det_roi_per_image | 512 | RoIs sampled per training image (ROI_HEADS.BATCH_SIZE_PER_IMAGE); smaller = faster CPU tests |
 | det_test_proposals | 1000 | proposals kept per test image (RPN.POST_NMS_TOPK_TEST) |
+| det_detections_per_image | 100 | detections kept per test image (TEST.DETECTIONS_PER_IMAGE); smaller = faster CPU mask inference |
 | det_max_test_images | all | evaluate on the first N test images only (quick checks; not the protocol) |
 | det_stop_after_iter | none | stop training at this iteration as if interrupted (tests of resume) |
 | det_num_gpus | all visible | detectron2: GPUs per machine |
@@ -49,6 +50,7 @@ class DetOptions:
     channels_last: bool = False
     roi_per_image: int = 512
     test_proposals: int = 1000
+    detections_per_image: int = 100
     max_test_images: int | None = None
     stop_after_iter: int | None = None
     num_gpus: int | None = None
@@ -142,6 +144,7 @@ def parse_options(opts: dict[str, Any] | None) -> DetOptions:
         channels_last=_bool(opts, "det_channels_last", False),
         roi_per_image=_int(opts, "det_roi_per_image", 512, 1),
         test_proposals=_int(opts, "det_test_proposals", 1000, 1),
+        detections_per_image=_int(opts, "det_detections_per_image", 100, 1),
         max_test_images=_int(opts, "det_max_test_images", None, 1),
         stop_after_iter=_int(opts, "det_stop_after_iter", None, 1),
         num_gpus=_int(opts, "det_num_gpus", None, 1),

@@ -103,6 +103,8 @@ def protocol_record(protocol: DetProtocol, opts: DetOptions, arch: str, num_proc
         notes.append(f"evaluated on at most {opts.max_test_images} test images (not the protocol)")
     if opts.roi_per_image != 512 or opts.test_proposals != 1000:
         notes.append(f"{opts.roi_per_image} RoIs per training image, {opts.test_proposals} test proposals (not the protocol)")
+    if opts.detections_per_image != 100:
+        notes.append(f"{opts.detections_per_image} detections per test image (not the protocol)")
     params = {
         "engine": opts.engine,
         "model": ("mask_rcnn_R_FPN" if protocol.with_masks else "faster_rcnn_R_C4_extra_norm"),
@@ -115,6 +117,7 @@ def protocol_record(protocol: DetProtocol, opts: DetOptions, arch: str, num_proc
         "roi_per_image": opts.roi_per_image,
         "test_proposals": opts.test_proposals,
         "max_test_images": opts.max_test_images,
+        "detections_per_image": opts.detections_per_image,
         "paper_protocol": not notes,
     }
     if opts.engine == "torchvision":

@@ -64,7 +64,8 @@ def build_model(protocol: DetProtocol, ctx: TaskContext, num_classes: int, opts:
     trunk.load_state_dict(ctx.state_dict, strict=True)
     mean, std = input_normalization(bool(getattr(ctx.ckpt_info, "normalize_input", True)))
     torch.manual_seed(ctx.seed)  # the new heads start the same way for the same seed
-    kw = dict(image_mean=mean, image_std=std, roi_per_image=opts.roi_per_image, test_proposals=opts.test_proposals)
+    kw = dict(image_mean=mean, image_std=std, roi_per_image=opts.roi_per_image, test_proposals=opts.test_proposals,
+              detections_per_image=opts.detections_per_image)
     if protocol.with_masks:
         return build_fpn_mask_rcnn(trunk, num_classes, **kw)
     return build_c4_faster_rcnn(trunk, num_classes, **kw)
