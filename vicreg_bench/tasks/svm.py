@@ -99,12 +99,13 @@ def cv_folds(targets: np.ndarray, n_folds: int = CV_FOLDS) -> list[tuple[np.ndar
 
 
 def cv_average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
-    """The CV score: scikit-learn's average_precision_score on the held-out fold (as VISSL scores it)."""
-    from sklearn.metrics import average_precision_score
+    """The CV score: scikit-learn's average_precision_score of the held-out fold (what VISSL's
+    `cross_val_score(scoring="average_precision")` computes; `noninterpolated_average_precision` is
+    tested equal to it). A held-out fold without positives scores 0, as in scikit-learn."""
+    from vicreg_bench.metrics import noninterpolated_average_precision
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a held-out fold without positives scores 0, as in sklearn
-        return float(average_precision_score(targets, scores, pos_label=1))
+    ap = noninterpolated_average_precision(scores, targets)
+    return 0.0 if math.isnan(ap) else ap
 
 
 def choose_cost(cv_ap: np.ndarray, costs: Sequence[float]) -> np.ndarray:
@@ -249,11 +250,12 @@ def _cv_job(job: tuple[int, int]) -> tuple[int, int, np.ndarray]:
     train_rows, held_rows = s["folds"][cls][fold]
     costs = s["costs"]
     aps = np.zeros(len(costs))
+    x_held, y_held, y_train = s["x"][held_rows], targets[held_rows], targets[train_rows]
     w = None
     for k in np.argsort(costs, kind="stable"):
         primal = s["cv_solver"] == "path" and costs[k] > DUAL_MAX_COST
-        w = fit_binary_svm(s["data"], train_rows, targets[train_rows], costs[k], s["seed"], primal=primal, warm_start=w)
-        aps[k] = cv_average_precision(targets[held_rows], decision_values(s["x"][held_rows], w))
+        w = fit_binary_svm(s["data"], train_rows, y_train, costs[k], s["seed"], primal=primal, warm_start=w)
+        aps[k] = cv_average_precision(y_held, decision_values(x_held, w))
     return cls, fold, aps
 
 
@@ -280,30 +282,64 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _run_jobs(fn, jobs: list, n_jobs: int, desc: str, progress: bool):
+def _executor(n_jobs: int):
+    """Worker processes forked from this one (they inherit _SHARED without copying); threads where
+    fork does not exist (LIBLINEAR runs without the GIL through ctypes); None for in-process."""
+    if n_jobs <= 1:
+        return None
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if "fork" in mp.get_all_start_methods():
+        return ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("fork"), initializer=_worker_init)
+    return ThreadPoolExecutor(n_jobs)
+
+
+def _cross_validate_and_refit(num_classes: int, n_fits_order: np.ndarray, n_jobs: int, progress: bool):
+    """Run every (class, fold) CV job, and each class's refit as soon as its folds are done, so the
+    workers never wait at a barrier. Returns (fold AP array classes x folds x costs, chosen cost
+    indices, weights classes x (D + 1))."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), desc=desc, unit="fit", disable=not progress, leave=False)
-    results = []
-    if n_jobs <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            results.append(fn(job))
+    costs = _SHARED["costs"]
+    fold_ap = np.zeros((num_classes, CV_FOLDS, len(costs)))
+    folds_done = np.zeros(num_classes, dtype=int)
+    chosen = np.zeros(num_classes, dtype=int)
+    weights = np.zeros((num_classes, _SHARED["x"].shape[1] + 1))
+    cv_jobs = [(int(c), f) for c in n_fits_order for f in range(CV_FOLDS)]
+    bar = tqdm(total=len(cv_jobs) + num_classes, desc="VOC07 SVMs", unit="job", disable=not progress, leave=False)
+
+    def finish_cv(cls: int, fold: int, aps: np.ndarray) -> int | None:
+        fold_ap[cls, fold] = aps
+        folds_done[cls] += 1
+        if folds_done[cls] < CV_FOLDS:
+            return None
+        chosen[cls] = choose_cost(fold_ap[cls].mean(axis=0)[None], costs)[0]  # cross_val_score(...).mean()
+        return cls
+
+    executor = _executor(n_jobs)
+    if executor is None:
+        for job in cv_jobs:
+            if (cls := finish_cv(*_cv_job(job))) is not None:
+                weights[cls] = _refit_job((cls, int(chosen[cls])))[1]
+                bar.update()
             bar.update()
     else:
-        import multiprocessing as mp
-
-        if "fork" in mp.get_all_start_methods():
-            pool = mp.get_context("fork").Pool(min(n_jobs, len(jobs)), initializer=_worker_init)
-        else:  # no fork (Windows): threads; LIBLINEAR runs without the GIL through ctypes
-            from multiprocessing.pool import ThreadPool
-
-            pool = ThreadPool(min(n_jobs, len(jobs)))
-        with pool:
-            for r in pool.imap_unordered(fn, jobs):
-                results.append(r)
-                bar.update()
+        with executor:
+            pending = {executor.submit(_cv_job, job) for job in cv_jobs}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    result = future.result()
+                    bar.update()
+                    if len(result) == 2:  # a refit
+                        weights[result[0]] = result[1]
+                    elif (cls := finish_cv(*result)) is not None:
+                        pending.add(executor.submit(_refit_job, (cls, int(chosen[cls]))))
     bar.close()
-    return results
+    return fold_ap, chosen, weights
 
 
 @dataclass
@@ -398,17 +434,10 @@ def fit_voc07_svms(
     _SHARED.update(data=LiblinearData(x_train), x=x_train, targets=targets, costs=costs, seed=int(seed), cv_solver=cv_solver,
                    folds=[cv_folds(targets[:, c]) for c in range(num_classes)])
     try:
-        # classes with most positives first: their fits take longest, so the pool ends evenly
+        # classes with most positives first: their fits take longest, so the workers end evenly
         by_size = np.argsort(-(targets == 1).sum(axis=0), kind="stable")
-        jobs = [(int(c), f) for c in by_size for f in range(CV_FOLDS)]
-        fold_ap = np.zeros((num_classes, CV_FOLDS, len(costs)))
-        for cls, fold, aps in _run_jobs(_cv_job, jobs, n_jobs, "SVM cross-validation", progress):
-            fold_ap[cls, fold] = aps
+        fold_ap, chosen, weights = _cross_validate_and_refit(num_classes, by_size, n_jobs, progress)
         cv_ap = fold_ap.mean(axis=1)  # cross_val_score(...).mean()
-        chosen = choose_cost(cv_ap, costs)
-        weights = np.zeros((num_classes, x_train.shape[1] + 1))
-        for cls, w in _run_jobs(_refit_job, [(c, int(chosen[c])) for c in range(num_classes)], n_jobs, "SVM refit", progress):
-            weights[cls] = w
     finally:
         _SHARED.clear()
 
