@@ -187,7 +187,8 @@ def run_detectron2(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, lo
     results = json.loads(results_path.read_text())["results"]
     metrics = parse_results(protocol.task, results)
     name, params, _ = protocol_record(protocol, opts, arch, num_gpus * opts.num_machines)
-    params.update({"num_gpus": num_gpus, "num_machines": opts.num_machines, "config_file": protocol.config_file, "d2_opts": cmd[cmd.index("--data-root") + 2 :]})
+    # params = exactly the plan `run` hashes before running (so a finished task is skipped next time)
+    launch = {"num_gpus": num_gpus, "num_machines": opts.num_machines, "config_file": protocol.config_file, "d2_opts": cmd[cmd.index("--data-root") + 2 :]}
     sched = params["schedule"]
     throughput = read_iteration_times(output_dir)
     if throughput["train_iter_s"]:
@@ -206,5 +207,5 @@ def run_detectron2(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, lo
         engine="detectron2",
         throughput=throughput,
         extra={"deviations_from_protocol": notes, "paper_protocol": not notes, "detectron2_results": results,
-               "resumed": resume, "total_seconds": round(time.perf_counter() - t0, 3)},
+               "launch": launch, "resumed": resume, "total_seconds": round(time.perf_counter() - t0, 3)},
     )

@@ -167,8 +167,10 @@ def run_torchvision(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, l
             "total_seconds": round(time.perf_counter() - t0, 3),
         }
     )
+    # params = exactly the plan `run` hashes before running (a finished task is then skipped on the next run);
+    # the engine's derived settings go to extra
     name, params, _ = protocol_record(protocol, opts, ctx.ckpt_info.arch, dist_info()[1])
-    params["engine_settings"] = {k: v for k, v in settings.as_dict().items() if k not in ("schedule", "input_sizes")}
+    extra["engine_settings"] = {k: v for k, v in settings.as_dict().items() if k not in ("schedule", "input_sizes")}
     throughput = {
         "train_iter_s": train_result.iter_time_s,
         "train_images_per_s": train_result.train_images_per_s,
