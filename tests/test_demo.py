@@ -65,12 +65,19 @@ def test_budget_flags_override_the_preset_and_are_checked():
 
     p = argparse.ArgumentParser()
     demo.add_arguments(p)
-    b = demo.budget_from_args(p.parse_args(["--size", "tiny", "--pretrain-epochs", "3", "--det-iters", "7"]))
-    assert (b.pretrain_epochs, b.det_iters, b.image_size) == (3, 7, demo.PRESETS["tiny"].image_size)
+    b = demo.budget_from_args(p.parse_args(["--size", "tiny", "--pretrain-epochs", "3", "--voc-iters", "7"]))
+    assert (b.pretrain_epochs, b.voc07_det.iters, b.image_size) == (3, 7, demo.PRESETS["tiny"].image_size)
+    assert b.coco_det == demo.PRESETS["tiny"].coco_det
     with pytest.raises(UserError, match="--eval-epochs"):
         demo.budget_from_args(p.parse_args(["--eval-epochs", "0"]))
-    args = demo.run_args(b, Path("c.pth"), Path("d"), Path("o"), Path("cache"), 0, 0, skip_detection=True)
-    assert "--tasks" in args and "voc07_det" not in args[args.index("--tasks") + 1]
+    # the suite in two runs (detection options are run-wide), or one without detection
+    assert demo.task_groups(False) == [[t for t in TASKS if t != "voc07_det"], ["voc07_det"]]
+    assert demo.task_groups(True) == [[t for t in TASKS if t not in demo.DETECTION_TASKS]]
+    voc = demo.run_args(b, Path("c.pth"), Path("d"), Path("o"), Path("cache"), 0, 0, ["voc07_det"])
+    assert voc[voc.index("--det-iters") + 1] == "7" and "--epochs" not in voc
+    assert "det_ims_per_batch=2" in voc and "det_detections_per_image=10" in voc  # task option over the common one
+    main = demo.run_args(b, Path("c.pth"), Path("d"), Path("o"), Path("cache"), 0, 0, demo.task_groups(False)[0])
+    assert main[main.index("--det-iters") + 1] == str(b.coco_det.iters) and "--epochs" in main
 
 
 def test_random_init_is_the_trainers_initial_backbone(tmp_path):
@@ -113,11 +120,14 @@ def test_demo_end_to_end(tiny_demo, capsys):
     assert all(r["trained"] is not None and r["random_init"] is not None for r in summary["check"])
     stages = {s["stage"]: s for s in summary["stages"]}
     assert list(stages) == ["data", "random_init", "pretrain+random_eval", "trained_eval", "report", "check"]
-    side_by_side = [p["name"] for p in stages["pretrain+random_eval"]["processes"]]
-    assert side_by_side == ["vicreg-train", "vicreg-bench run (random_init)"]
+    # side by side: the pretraining and the random-init runs, then the pretrained backbone's two runs
+    assert [p["name"] for p in stages["pretrain+random_eval"]["processes"]] == [
+        "vicreg-train", "vicreg-bench run (random_init)", "vicreg-bench run (random_init: voc07_det)"]
+    assert sorted(p["name"] for p in stages["trained_eval"]["processes"]) == [
+        "vicreg-bench run (vicreg)", "vicreg-bench run (vicreg: voc07_det)"]
     assert all(p["cpu_s"] > 0 and p["exit_status"] == 0 for s in summary["stages"] for p in s["processes"])
     # comparison: both checkpoints' rows
-    md = (out / "comparison.md").read_text()
+    md = (out / "comparison.md").read_text().replace("\\_", "_")  # Markdown escapes underscores
     assert "random_init_resnet18.pth" in md and "resnet18.pth" in md and "vicreg" in md
     # the report opens offline and carries the charts and the training curves
     from vicreg_bench.report import external_references
@@ -138,7 +148,7 @@ def test_demo_again_reuses_everything(tiny_demo, capsys):
     assert cli_main(["demo", "--out", str(out), "--size", "tiny", "--workers", "0"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "demo_summary.json").read_text())
-    reused = {s["stage"] for s in summary["stages"] if s["skipped"]}
+    reused = {s["stage"] for s in summary["stages"] if s["reused"]}
     assert {"data", "random_init", "pretrain+random_eval"} <= reused
     assert "report:" in printed and str((out / "report.html").resolve()) in printed
     for n, text in before.items():  # no task ran again: same entries (only the tool/environment block is refreshed)

@@ -59,13 +59,21 @@ DETECTION_TASKS = ("voc07_det", "coco_det")
 
 
 @dataclass(frozen=True)
+class DetBudget:
+    """One detection task's scale-down: iterations and `--option det_*` values (see docs/detection.md)."""
+
+    iters: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Budget:
     """Everything the demo scales down; `--size` picks a preset, flags override single fields."""
 
     arch: str = "resnet18"
     mlp: str = "2048-2048-2048"
     # pretraining (vicreg-train)
-    pretrain_epochs: int = 8
+    pretrain_epochs: int = 15
     pretrain_batch: int = 32
     pretrain_lr: float = 10.0  # base lr: peak = base * batch / 256, LARS as the official code
     pretrain_warmup: float = 1.0
@@ -75,21 +83,24 @@ class Budget:
     # evaluation (vicreg-bench run)
     image_size: int = 64
     eval_epochs: int = 3
-    eval_batch: int = 64
-    eval_every: int | None = None
+    eval_batch: int = 32
     svm_costs: tuple[float, ...] | None = None  # None: VISSL's costs
-    det_iters: int = 60
-    det_options: dict[str, Any] = field(default_factory=dict)
+    voc07_det: DetBudget = DetBudget(170, {"det_ims_per_batch": 2, "det_roi_per_image": 8, "det_base_lr": 0.02})
+    coco_det: DetBudget = DetBudget(40, {"det_ims_per_batch": 4, "det_roi_per_image": 16})
 
 
-DET_SMALL = {"det_input_scale": 0.15, "det_ims_per_batch": 4, "det_roi_per_image": 16, "det_test_proposals": 50,
-             "det_precise_bn_iters": 10}
+# Both detection tasks: inputs scaled to the ~100 px synthetic images, few proposals and detections per test
+# image (the C4 box head runs res5 on every proposal; Mask R-CNN runs its mask head on every detection).
+DET_COMMON = {"det_input_scale": 0.15, "det_test_proposals": 10, "det_detections_per_image": 10,
+              "det_precise_bn_iters": 10, "det_max_test_images": 100}
 PRESETS: dict[str, Budget] = {
-    "small": Budget(det_options=dict(DET_SMALL)),
+    "small": Budget(),
     "tiny": Budget(mlp="256-256", pretrain_epochs=1, pretrain_batch=16, pretrain_size=32, image_size=32,
-                   eval_epochs=1, eval_batch=16, svm_costs=(0.1, 1.0), det_iters=1,
-                   det_options={**DET_SMALL, "det_input_scale": 0.1, "det_ims_per_batch": 2,
-                                "det_precise_bn_iters": 0, "det_max_test_images": 8}),
+                   eval_epochs=1, eval_batch=16, svm_costs=(0.1, 1.0),
+                   voc07_det=DetBudget(1, {"det_ims_per_batch": 2, "det_roi_per_image": 8, "det_input_scale": 0.1,
+                                           "det_precise_bn_iters": 0, "det_max_test_images": 8}),
+                   coco_det=DetBudget(1, {"det_ims_per_batch": 2, "det_roi_per_image": 8, "det_input_scale": 0.1,
+                                          "det_precise_bn_iters": 0, "det_max_test_images": 8})),
 }
 
 
@@ -194,10 +205,10 @@ class Job:
 
 
 def start_job(name: str, cmd: list[str], *, env: dict[str, str] | None = None, log: Path | None = None,
-              prefix: str = "") -> Job:
+              prefix: str = "", echo: str = "") -> Job:
     """Start a tool as a user would run it, echoing the command. With `log`, its output goes to that file
     and only its task / epoch lines are echoed (prefixed) to this console."""
-    print("$ " + " ".join(shlex.quote(c) for c in cmd) + (f"  > {log}" if log else ""), flush=True)
+    print(f"{echo}$ " + " ".join(shlex.quote(c) for c in cmd) + (f"  >> {log}" if log else ""), flush=True)
     handle, offset = None, 0
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +257,43 @@ def run_job(name: str, cmd: list[str], st: Stages, *, env: dict[str, str] | None
         job.stop()
     st.add_process(job)
     return rc
+
+
+class Lane:
+    """Tools run one after the other in a background thread, beside the foreground work; their output goes
+    to one log file and their task lines are echoed with a prefix."""
+
+    def __init__(self, commands: list[tuple[str, list[str]]], *, env: dict[str, str], log: Path, prefix: str):
+        self.commands, self.env, self.log, self.prefix = commands, env, log, prefix
+        self.jobs: list[Job] = []
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "Lane":
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        for name, cmd in self.commands:
+            if self.stopped:
+                return
+            job = start_job(name, cmd, env=self.env, log=self.log, prefix=self.prefix, echo=self.prefix)
+            self.jobs.append(job)
+            if job.wait() not in (0, 1):
+                return
+
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def wait(self) -> list[Job]:
+        self.thread.join()
+        return self.jobs
+
+    def stop(self) -> None:
+        self.stopped = True
+        for job in self.jobs:
+            job.stop()
+        self.thread.join(timeout=60)
 
 
 def side_by_side_env() -> dict[str, str]:
@@ -417,24 +465,54 @@ def write_random_init(arch: str, mlp: str, seed: int, path: Path) -> bool:
 
 
 def run_args(b: Budget, ckpt: Path, data: Path, out_dir: Path, cache: Path, seed: int, workers: int,
-             skip_detection: bool) -> list[str]:
-    args = ["run", "--ckpt", str(ckpt), "--data-root", str(data), "--out", str(out_dir), "--cache-dir", str(cache),
-            "--device", "cpu", "--seed", str(seed), "--workers", str(workers),
-            "--image-size", str(b.image_size), "--epochs", str(b.eval_epochs), "--batch-size", str(b.eval_batch),
-            "--svm-variant", "squash"]
-    if skip_detection:
-        from vicreg_bench.tasks.registry import TASKS
-
-        args += ["--tasks", ",".join(t for t in TASKS if t not in DETECTION_TASKS)]
-    else:
-        args += ["--suite", "all", "--det-engine", "torchvision", "--det-iters", str(b.det_iters)]
-        for k, v in b.det_options.items():
+             tasks: list[str]) -> list[str]:
+    """`vicreg-bench run` on `tasks` with the demo's scale-down (every override lands in the results)."""
+    args = ["run", "--ckpt", str(ckpt), "--tasks", ",".join(tasks), "--data-root", str(data), "--out", str(out_dir),
+            "--cache-dir", str(cache), "--device", "cpu", "--seed", str(seed), "--workers", str(workers),
+            "--image-size", str(b.image_size)]
+    if set(tasks) - set(DETECTION_TASKS):
+        args += ["--epochs", str(b.eval_epochs), "--batch-size", str(b.eval_batch), "--svm-variant", "squash",
+                 # semi-supervised: evaluate the final epoch only (the headline), not every epoch
+                 "--eval-every", str(b.eval_epochs)]
+        if b.svm_costs:
+            args += ["--option", f"svm_costs={json.dumps(list(b.svm_costs))}"]
+    det = [t for t in tasks if t in DETECTION_TASKS]
+    if det:
+        if len(det) > 1:
+            raise ValueError("one detection task per run: their iterations and options differ")
+        budget: DetBudget = getattr(b, det[0])
+        args += ["--det-engine", "torchvision", "--det-iters", str(budget.iters)]
+        for k, v in {**DET_COMMON, **budget.options}.items():
             args += ["--option", f"{k}={json.dumps(v)}"]
-    if b.eval_every:
-        args += ["--eval-every", str(b.eval_every)]
-    if b.svm_costs:
-        args += ["--option", f"svm_costs={json.dumps(list(b.svm_costs))}"]
     return args
+
+
+def task_groups(skip_detection: bool) -> list[list[str]]:
+    """The suite split into `vicreg-bench run` invocations: detection options are run-wide, so each
+    detection task gets its own run (then merged into one results JSON per backbone)."""
+    from vicreg_bench.tasks.registry import SUITES
+
+    every = list(SUITES["all"])
+    main = [t for t in every if t not in ("voc07_det",) and not (skip_detection and t in DETECTION_TASKS)]
+    return [main] if skip_detection else [main, ["voc07_det"]]
+
+
+def merge_results(parts: list[Path], dest: Path) -> None:
+    """Merge the results of one checkpoint's runs into `dest` (tasks in the registry's order)."""
+    from vicreg_bench.results import read_results, write_results
+    from vicreg_bench.tasks.registry import TASKS
+
+    docs = [read_results(p) for p in parts]
+    base = read_results(dest) if dest.is_file() else docs[0]
+    for d in docs:
+        if d["checkpoint"]["sha256"] != base["checkpoint"]["sha256"] or d["protocol"] != base["protocol"]:
+            raise UserError(f"{d['checkpoint']['path']}: results of another checkpoint or protocol in {dest.parent}")
+    tasks = dict(base["tasks"])
+    for d in docs:
+        tasks.update(d["tasks"])
+    base["tasks"] = {t: tasks[t] for t in TASKS if t in tasks}
+    base["suite"] = "all" if set(base["tasks"]) == set(TASKS) else base["suite"]
+    write_results(dest, base)
 
 
 # ------------------------------------------------------------------------------------------------ check
@@ -485,19 +563,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("budgets (default: the --size preset)")
     g.add_argument("--pretrain-epochs", type=int, default=None, help="vicreg-train epochs over the 400 synthetic ImageNet images")
     g.add_argument("--eval-epochs", type=int, default=None, help="epochs of the linear probes and semi-supervised fine-tuning")
-    g.add_argument("--det-iters", type=int, default=None, help="training iterations of each detection task")
+    g.add_argument("--voc-iters", type=int, default=None, help="training iterations of voc07_det")
+    g.add_argument("--coco-iters", type=int, default=None, help="training iterations of coco_det")
     g.add_argument("--image-size", type=int, default=None, help="crop size of the evaluation transforms")
 
 
 def budget_from_args(args: argparse.Namespace) -> Budget:
     b = PRESETS[args.size]
-    for flag, fld in (("pretrain_epochs", "pretrain_epochs"), ("eval_epochs", "eval_epochs"),
-                      ("det_iters", "det_iters"), ("image_size", "image_size")):
+    for flag in ("pretrain_epochs", "eval_epochs", "image_size", "voc_iters", "coco_iters"):
         v = getattr(args, flag)
-        if v is not None:
-            if v < 1:
-                raise UserError(f"--{flag.replace('_', '-')}: expected a positive integer, got {v}")
-            b = replace(b, **{fld: v})
+        if v is None:
+            continue
+        if v < 1:
+            raise UserError(f"--{flag.replace('_', '-')}: expected a positive integer, got {v}")
+        if flag == "voc_iters":
+            b = replace(b, voc07_det=replace(b.voc07_det, iters=v))
+        elif flag == "coco_iters":
+            b = replace(b, coco_det=replace(b.coco_det, iters=v))
+        else:
+            b = replace(b, **{flag: v})
     return b
 
 
@@ -527,15 +611,15 @@ def main(args: argparse.Namespace) -> int:
     st = Stages(total=6)
     print(f"vicreg-bench demo: the pipeline on synthetic data, on the CPU, into {out.resolve()}")
     print(f"budget: {json.dumps(asdict(b))}")
-    background: list[Job] = []
+    background: list[Lane] = []
     try:
         return _pipeline(args, b, out, workers, st, background)
     finally:
-        for job in background:  # interrupted: the child got the same Ctrl-C; let it save its results
-            job.stop()
+        for lane in background:  # interrupted: its child got the same Ctrl-C; let it save its results
+            lane.stop()
 
 
-def _pipeline(args: argparse.Namespace, b: Budget, out: Path, workers: int, st: Stages, background: list[Job]) -> int:
+def _pipeline(args: argparse.Namespace, b: Budget, out: Path, workers: int, st: Stages, background: list[Lane]) -> int:
     from vicreg_bench.results import read_results
 
     st.start("data", f"synthetic {args.size} suite -> {out / 'data'}")
@@ -551,27 +635,39 @@ def _pipeline(args: argparse.Namespace, b: Budget, out: Path, workers: int, st: 
         print(f"{random_ckpt}: reused")
         st.reused()
 
-    results = {TRAINED: out / "runs" / TRAINED / "results.json", RANDOM: out / "runs" / RANDOM / "results.json"}
+    # The suite runs as two `vicreg-bench run` calls per backbone (everything but voc07_det; voc07_det), side by
+    # side on the cores, merged afterwards into OUT/runs/<backbone>/results.json.
+    groups = task_groups(args.skip_detection)
+    results = {name: out / "runs" / name / "results.json" for name in (TRAINED, RANDOM)}
 
-    def evaluate(name: str, ckpt: Path) -> list[str]:
-        return tool("vicreg-bench") + run_args(b, ckpt, data, results[name].parent, out / "cache", args.seed, workers,
-                                               args.skip_detection)
+    def run_dir(name: str, group: list[str]) -> Path:
+        return results[name].parent if group is groups[0] else out / "runs" / f"{name}_{group[0]}"
 
-    def check_rc(job_rc: int, ckpt: Path, log: Path | None = None) -> None:
-        if job_rc not in (0, 1):  # 1: some task failed; it is recorded in the results and the others still count
-            where = f" (its output: {log})" if log else ""
-            raise UserError(f"vicreg-bench run on {ckpt} stopped with exit status {job_rc}{where}; "
+    def evaluate(name: str, ckpt: Path, group: list[str]) -> tuple[str, list[str]]:
+        label = f"vicreg-bench run ({name}{'' if group is groups[0] else ': ' + ','.join(group)})"
+        return label, tool("vicreg-bench") + run_args(b, ckpt, data, run_dir(name, group), out / "cache", args.seed,
+                                                      workers, group)
+
+    def finish_lane(lane: Lane, ckpt: Path) -> None:
+        jobs = lane.wait()
+        for job in jobs:
+            st.add_process(job)
+        bad = [j for j in jobs if j.rc not in (0, 1)]  # 1: a task failed; recorded, and the others still count
+        if bad or len(jobs) < len(lane.commands):
+            rc = bad[0].rc if bad else "?"
+            raise UserError(f"vicreg-bench run on {ckpt} stopped with exit status {rc} (its output: {lane.log}); "
                             f"run the demo again to resume")
 
+    env = side_by_side_env()
     # Pretraining and the random-init evaluation do not depend on each other: they share the cores.
     st.start("pretrain+random_eval", f"VICReg pretraining of a {b.arch} ({b.pretrain_epochs} epochs) -> {out / 'pretrain'}, "
-             f"beside `vicreg-bench run --suite all` on the random-init backbone")
-    env = side_by_side_env()
+             f"beside `vicreg-bench run` on the random-init backbone")
     random_log = results[RANDOM].parent / "run.log"
-    print(f"random-init evaluation in the background, its task lines prefixed 'random-init |' (full output: {random_log})")
-    random_job = start_job(f"vicreg-bench run ({RANDOM})", evaluate(RANDOM, random_ckpt), env=env, log=random_log,
-                           prefix="  random-init | ")
-    background.append(random_job)
+    print(f"random-init evaluation in the background: its task lines are prefixed 'random-init |', its full "
+          f"output is in {random_log}")
+    lane = Lane([evaluate(RANDOM, random_ckpt, g) for g in groups], env=env, log=random_log,
+                prefix="  random-init | ").start()
+    background.append(lane)
     train_cmd, trained_ckpt = pretrain_command(b, data, out, args.seed, workers)
     if train_cmd is not None:
         rc = run_job("vicreg-train", train_cmd, st, env=env)
@@ -580,15 +676,29 @@ def _pipeline(args: argparse.Namespace, b: Budget, out: Path, workers: int, st: 
                             f"{out / 'pretrain' / 'log.jsonl'}. Run the demo again to resume it")
     else:
         st.reused()
-    if random_job.running():
+    if lane.running():
         print(f"pretraining done; waiting for the random-init evaluation (elapsed {st.elapsed()})", flush=True)
-    rc = random_job.wait()
-    st.add_process(random_job)
-    check_rc(rc, random_ckpt, random_log)
+    finish_lane(lane, random_ckpt)
 
-    st.start("trained_eval", "`vicreg-bench run --suite all` on the pretrained backbone")
-    rc = run_job(f"vicreg-bench run ({TRAINED})", evaluate(TRAINED, trained_ckpt), st)
-    check_rc(rc, trained_ckpt)
+    st.start("trained_eval", "`vicreg-bench run` on the pretrained backbone" + (" (voc07_det beside the other tasks)"
+                                                                               if len(groups) > 1 else ""))
+    lane = None
+    if len(groups) > 1:
+        voc_log = run_dir(TRAINED, groups[1]) / "run.log"
+        print(f"{','.join(groups[1])} in the background, prefixed 'vicreg |' (full output: {voc_log})")
+        lane = Lane([evaluate(TRAINED, trained_ckpt, g) for g in groups[1:]], env=env, log=voc_log,
+                    prefix="  vicreg | ").start()
+        background.append(lane)
+    label, cmd = evaluate(TRAINED, trained_ckpt, groups[0])
+    rc = run_job(label, cmd, st, env=env if lane is not None else None)
+    if rc not in (0, 1):
+        raise UserError(f"vicreg-bench run on {trained_ckpt} stopped with exit status {rc}; run the demo again to resume")
+    if lane is not None:
+        if lane.running():
+            print(f"waiting for {','.join(groups[1])} on the pretrained backbone (elapsed {st.elapsed()})", flush=True)
+        finish_lane(lane, trained_ckpt)
+    for name in (TRAINED, RANDOM):
+        merge_results([run_dir(name, g) / "results.json" for g in groups[1:]], results[name])
 
     st.start("report", "comparison table and HTML report")
     from vicreg_bench.compare import build_table, load_runs, render_markdown, render_text
