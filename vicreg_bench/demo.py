@@ -152,14 +152,14 @@ class Stages:
         self._current = None
 
     def table(self) -> str:
-        rows = [f"  {'stage / process':<34} {'wall s':>8} {'cpu s':>8}"]
+        rows = [f"  {'stage / process':<44} {'wall s':>8} {'cpu s':>8}"]
         for r in self.records:
-            rows.append(f"  {r['stage']:<34} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f}" + ("  (reused)" if r["reused"] else ""))
+            rows.append(f"  {r['stage']:<44} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f}" + ("  (reused)" if r["reused"] else ""))
             if len(r["processes"]) > 1:  # side by side: show each one
                 for p in r["processes"]:
-                    rows.append(f"    {p['name']:<32} {p['wall_s']:>8.1f} {p['cpu_s']:>8.1f}")
+                    rows.append(f"    {p['name']:<42} {p['wall_s']:>8.1f} {p['cpu_s']:>8.1f}")
         total_cpu = sum(r["cpu_s"] for r in self.records)
-        rows.append(f"  {'total':<34} {time.perf_counter() - self.t0:>8.1f} {total_cpu:>8.1f}")
+        rows.append(f"  {'total':<44} {time.perf_counter() - self.t0:>8.1f} {total_cpu:>8.1f}")
         return "\n".join(rows)
 
 
