@@ -2,23 +2,25 @@
 
     vicreg-bench demo [--out demo_out]
 
-Stages (each one is skipped when its output is already complete, so running the command again after an
-interruption picks up where it stopped):
-  1. data      the synthetic `small` suite (every dataset in its official layout) -> OUT/data
-  2. pretrain  VICReg on the synthetic ImageNet train images with `vicreg-train` -> OUT/pretrain
-               (backbone resnet18.pth, resumable model.pth, the JSON-lines training log log.jsonl)
-  3. random    a random-init backbone of the same architecture, initialised exactly as the trainer
-               initialises it (same seed) -> OUT/checkpoints/random_init_<arch>.pth
-  4. evaluate  `vicreg-bench run --suite all` on both backbones, scaled down for a CPU (fewer epochs,
-               small images, short detection schedules on the torchvision engine) -> OUT/runs/*/results.json
-  5. report    the comparison table (printed, OUT/comparison.md) and the self-contained HTML report with
-               the training curves -> OUT/report.html
-  6. check     the pretrained backbone must beat random init on every task's headline metric; the demo
-               says loudly which ones (if any) did not (the exit status stays 0: the pipeline worked)
+Stages (each one reuses what is already complete, so running the command again after an interruption
+picks up where it stopped):
+  1. data         the synthetic `small` suite (every dataset in its official layout) -> OUT/data
+  2. random init  the backbone vicreg-train starts from (same seed, same construction), written with the
+                  checkpoints' torchvision writer -> OUT/checkpoints/random_init_<arch>.pth
+  3. pretrain     `vicreg-train` on the synthetic ImageNet train images -> OUT/pretrain (resnet18.pth,
+                  the resumable model.pth, the JSON-lines log log.jsonl), while `vicreg-bench run` evaluates
+                  the random-init backbone beside it -> OUT/runs/random_init/results.json
+  4. evaluate     `vicreg-bench run` on the pretrained backbone -> OUT/runs/vicreg/results.json
+  5. report       the comparison table (printed, OUT/comparison.md) and the self-contained HTML report with
+                  the training curves -> OUT/report.html
+  6. check        the pretrained backbone must beat random init on every task's headline metric; the demo
+                  says loudly which ones (if any) did not (the exit status stays 0: the pipeline worked)
 
-Every scale-down is recorded in the results (the comparison marks those cells as not the paper's
-protocol). The defaults finish in about 10-12 minutes on an idle 2-core CPU; docs/demo.md has the
-measured times and numbers. `--size tiny` with small budgets is what the test suite runs.
+The suite runs as two `run` calls per backbone (every task but voc07_det, then voc07_det, each detection
+task with its own scale-down), two processes at a time on the cores, merged into one results JSON per
+backbone. Every scale-down is recorded in the results (the comparison marks those cells as not the paper's
+protocol). The defaults take about 12 minutes on a 2-core CPU; docs/demo.md has the measured times and
+numbers. `--size tiny` is the one-minute smoke run of the test suite.
 """
 
 from __future__ import annotations
@@ -733,8 +735,10 @@ def _pipeline(args: argparse.Namespace, b: Budget, out: Path, workers: int, st: 
     print(st.table())
     if losers:
         bar = "!" * 100
+        why = ("--size tiny is a smoke run: its numbers mean nothing" if args.size == "tiny" else
+               "budgets too small for this seed or machine? see docs/demo.md")
         print(f"\n{bar}\nWARNING: the pretrained backbone did NOT beat random init on: {', '.join(losers)}\n"
-              f"(budgets too small for this machine or seed? see docs/demo.md)\n{bar}")
+              f"({why})\n{bar}")
     else:
         print(f"\nthe pretrained backbone beats random init on all {len(rows)} headline metrics")
     print(f"\nreport: {html_path.resolve()}")
