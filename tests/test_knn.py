@@ -137,11 +137,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     save_feature_file(other_dim, rng.normal(size=(7, 5)), np.zeros(7, dtype=int))
     no_labels = tmp_path / "nolabels.npz"
     np.savez(no_labels, features=np.zeros((3, 2), np.float32))
+    as_json = tmp_path / "results.json"
+    as_json.write_text('{"schema_version": 1}')
+    as_npy = tmp_path / "features.npy"
+    np.save(as_npy, np.zeros((3, 2), np.float32))
     cases = [
         (["--test", str(multi)], "labels' must be class indices"),
         (["--test", str(other_dim)], "8-d features but --test"),
         (["--test", str(no_labels)], "missing key(s) labels"),
         (["--test", str(tmp_path / "missing.npz")], "no such file"),
+        (["--test", str(as_json)], "not a zip archive; expected an .npz archive"),
+        (["--test", str(as_npy)], "a single .npy array"),
         (["--test", str(b), "--k", "0"], "--k"),
     ]
     for extra, message in cases:

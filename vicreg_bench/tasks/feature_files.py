@@ -53,6 +53,11 @@ def load_feature_file(path: str | Path, kind: LabelKind, flag: str = "--train") 
     where = f"{flag} {path}"
     if not path.is_file():
         raise UserError(f"{where}: no such file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not magic.startswith(b"PK"):  # np.load would fall back to unpickling anything that is not a zip
+        what = "a single .npy array" if magic == b"\x93NUMPY" else ("an empty file" if not magic else "not a zip archive")
+        raise UserError(f"{where}: {what}; expected an .npz archive (numpy.savez) with 'features' and 'labels'")
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)
