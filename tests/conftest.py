@@ -33,3 +33,26 @@ def tiny_checkpoints(synthetic_root, tmp_path_factory) -> dict:
     from tiny_checkpoints import make_tiny_checkpoints
 
     return make_tiny_checkpoints(synthetic_root, tmp_path_factory.mktemp("tiny_checkpoints"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small batches on a shared 2-core machine run faster on one thread; modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def resnet18_state() -> dict:
+    """A seeded random-init resnet18 trunk state dict (torchvision names, no fc)."""
+    import torch
+
+    from vicreg_bench.models import build_resnet
+
+    torch.manual_seed(0)
+    return build_resnet("resnet18").state_dict()

@@ -11,26 +11,18 @@ import pytest
 import torch
 
 from vicreg_bench.features import FeatureExtractor
-from vicreg_bench.models import build_resnet
 from vicreg_bench.results import protocol_hash
 from vicreg_bench.tasks import classification as C
 from vicreg_bench.tasks.base import TaskContext
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    state = build_resnet("resnet18").state_dict()
+def backbone(resnet18_state):
     info = SimpleNamespace(arch="resnet18", sha256="1" * 64, normalize_input=True, method="torchvision")
-    return state, info
+    return resnet18_state, info
 
 
 def make_ctx(backbone, data: Path, tmp: Path, task: str, protocol: str = "paper", **options) -> TaskContext:

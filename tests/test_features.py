@@ -25,7 +25,6 @@ from vicreg_bench.features import (
     order_sha256,
     weights_digest,
 )
-from vicreg_bench.models import build_resnet
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, RESIZE = 32, 36
@@ -57,19 +56,12 @@ def tiny_dataset(root: Path, n: int = 21, bad: tuple[int, ...] = (), on_bad_imag
     return open_tiny(root, n, on_bad_image)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small batches on a shared 2-core machine run faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def trunk_state() -> dict:
-    torch.manual_seed(0)
-    return build_resnet("resnet18").state_dict()
+def trunk_state(resnet18_state) -> dict:
+    return resnet18_state
 
 
 def extract(ds, params, state, cache, **kw):
@@ -185,10 +177,10 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import test_features as tf
 from vicreg_bench import distributed as D
+from vicreg_bench.models import build_resnet
 D.init_from_env("cpu")
 torch.set_num_threads(1)
 torch.manual_seed(0)
-from vicreg_bench.models import build_resnet
 state = build_resnet("resnet18").state_dict()
 ds, params = tf.open_tiny(Path(sys.argv[2]))
 fs = tf.extract(ds, params, state, Path(sys.argv[3]))

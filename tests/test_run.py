@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from vicreg_bench.cli import main as cli_main
 from vicreg_bench.results import read_results
@@ -26,13 +25,7 @@ CLASSIFICATION = ["imagenet_knn", "voc07_svm", "imagenet_linear", "places205_lin
                   "imagenet_semisup_1pct", "imagenet_semisup_10pct"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small batches on a shared 2-core machine run faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_args(ckpt: Path, data: Path, out: Path, cache: Path, *extra: str) -> list[str]:

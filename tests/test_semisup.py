@@ -10,25 +10,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from vicreg_bench.models import build_resnet
 from vicreg_bench.tasks import classification as C
 from vicreg_bench.tasks import semisup as S
 from vicreg_bench.tasks.base import TaskContext
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    state = build_resnet("resnet18").state_dict()
-    return state, SimpleNamespace(arch="resnet18", sha256="2" * 64, normalize_input=True, method="torchvision")
+def backbone(resnet18_state):
+    return resnet18_state, SimpleNamespace(arch="resnet18", sha256="2" * 64, normalize_input=True, method="torchvision")
 
 
 def make_ctx(backbone, data: Path, work: Path, task: str, **options) -> TaskContext:

@@ -462,24 +462,18 @@ def train_eval_voc07_svm(
     train_labels: np.ndarray,
     test_features: np.ndarray,
     test_labels: np.ndarray,
-    class_names: Sequence[str] | None = None,
-    costs: Sequence[float] = VISSL_COSTS,
-    n_jobs: int | None = None,
-    seed: int = 0,
-    image_variant: str | None = None,
-    progress: bool = False,
-    cv_solver: str = "path",
+    **options,
 ) -> dict:
     """VOC07 SVM metrics for the results JSON: `mAP` (x100), `per_class_AP` (x100), `chosen_C`.
 
-    `image_variant` ('squash' = VISSL's Resize((224, 224)), 'center_crop' = the paper's wording) is
-    only recorded (the features were made by the caller); it is added to the dict when given.
+    `options` are those of `fit_voc07_svms` (class_names, costs, n_jobs, seed, image_variant, progress,
+    cv_solver). `image_variant` ('squash' = VISSL's Resize((224, 224)), 'center_crop' = the paper's
+    wording) is only recorded (the features were made by the caller); it is added to the dict when given.
     """
-    result = fit_voc07_svms(train_features, train_labels, test_features, test_labels, class_names, costs,
-                            n_jobs, seed, image_variant, progress, cv_solver)
+    result = fit_voc07_svms(train_features, train_labels, test_features, test_labels, **options)
     metrics = result.metrics()
-    if image_variant is not None:
-        metrics["image_variant"] = image_variant
+    if result.image_variant is not None:
+        metrics["image_variant"] = result.image_variant
     return metrics
 
 
