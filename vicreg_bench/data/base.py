@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -63,10 +64,11 @@ def _jsonable(label: Any) -> Any:
     return label
 
 
-class ClassificationDataset:
-    """Images with a class index (or a VOC label vector). Subclasses fill `root`, `samples`, `classes`."""
+class _ImageDataset(ABC):
+    """What both kinds share: images under `root`, `samples` of (relative path, target), the bad-image
+    policy, and the manifest hash. Subclasses say how the transform applies and what the manifest lists."""
 
-    name: str = "classification"
+    name: str = "images"
 
     def __init__(
         self,
@@ -99,8 +101,28 @@ class ClassificationDataset:
                 return BadItem(i, str(self.root / rel), str(e))
             raise
         if self.transform is not None:
-            img = self.transform(img)
+            img, target = self._apply_transform(img, target)
         return img, target, i
+
+    @abstractmethod
+    def _apply_transform(self, img: Image.Image, target: Any) -> tuple[Any, Any]:
+        """The transformed (image, target)."""
+
+    @abstractmethod
+    def manifest(self) -> list[tuple[str, Any]]:
+        """The sorted (relative path, label) list whose hash identifies the data."""
+
+    def manifest_sha256(self) -> str:
+        return manifest_sha256(self.manifest())
+
+
+class ClassificationDataset(_ImageDataset):
+    """Images with a class index (or a VOC label vector). Subclasses fill `root`, `samples`, `classes`."""
+
+    name: str = "classification"
+
+    def _apply_transform(self, img: Image.Image, target: Any) -> tuple[Any, Any]:
+        return self.transform(img), target  # image-only transforms
 
     @property
     def targets(self) -> list[Any]:
@@ -108,9 +130,6 @@ class ClassificationDataset:
 
     def manifest(self) -> list[tuple[str, Any]]:
         return sorted((rel, _jsonable(t)) for rel, t in self.samples)
-
-    def manifest_sha256(self) -> str:
-        return manifest_sha256(self.samples)
 
 
 @dataclass
@@ -125,53 +144,19 @@ class DetectionTarget:
     extra: dict = field(default_factory=dict)
 
 
-class DetectionDataset:
+class DetectionDataset(_ImageDataset):
     """Images with boxes, classes, difficult flags and (COCO) masks. Subclasses fill `samples`."""
 
     name: str = "detection"
 
-    def __init__(
-        self,
-        root: Path,
-        samples: list[tuple[str, DetectionTarget]],
-        classes: list[str],
-        *,
-        split: str,
-        transform: Callable | None = None,
-        on_bad_image: str = "error",
-    ):
-        if on_bad_image not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
-        self.root = Path(root)
-        self.samples = samples
-        self.classes = classes
-        self.split = split
-        self.transform = transform
-        self.on_bad_image = on_bad_image
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        rel, target = self.samples[i]
-        try:
-            img = load_rgb(self.root / rel)
-        except BadImageError as e:
-            if self.on_bad_image == "skip":
-                return BadItem(i, str(self.root / rel), str(e))
-            raise
-        if self.transform is not None:
-            img, target = self.transform(img, target)
-        return img, target, i
+    def _apply_transform(self, img: Image.Image, target: DetectionTarget) -> tuple[Any, DetectionTarget]:
+        return self.transform(img, target)  # detection transforms move the boxes with the image
 
     def manifest(self) -> list[tuple[str, Any]]:
         return sorted(
             (rel, [t.boxes.round(2).tolist(), t.classes.tolist(), t.difficult.astype(int).tolist()])
             for rel, t in self.samples
         )
-
-    def manifest_sha256(self) -> str:
-        return manifest_sha256(self.manifest())
 
 
 def collate_skipping_bad(batch: list):
