@@ -130,6 +130,30 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+class _AllReduceSumWithGrad(torch.autograd.Function):
+    """y = sum over ranks of x; the gradient w.r.t. x is the sum over ranks of dL/dy (each rank's loss
+    depends on every rank's x), so the backward is an all-reduce too."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        dist.all_reduce(y, op=dist.ReduceOp.SUM)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def all_reduce_sum_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable sum over ranks (synchronised batch norms); identity with one process."""
+    if not is_distributed():
+        return x
+    return _AllReduceSumWithGrad.apply(x)
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank when `flag` is true on at least one (used to fail all ranks together)."""
     if not is_distributed():

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from vicreg_bench.distributed import all_reduce_sum_with_grad
 from vicreg_bench.errors import UserError
 
 
@@ -131,33 +132,11 @@ class _GatherWithGrad(torch.autograd.Function):
         return grad[start : start + ctx.rows]
 
 
-class _AllReduceSumWithGrad(torch.autograd.Function):
-    """y = sum over ranks of x; the gradient of the summed loss w.r.t. x is the sum of all ranks' dL/dy."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        y = x.clone()
-        dist.all_reduce(y, op=dist.ReduceOp.SUM)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad
-
-
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """All-gather rows from every rank (rank order), differentiable; identity with one process."""
     if not is_distributed():
         return x
     return _GatherWithGrad.apply(x)
-
-
-def all_reduce_sum_with_grad(x: torch.Tensor) -> torch.Tensor:
-    if not is_distributed():
-        return x
-    return _AllReduceSumWithGrad.apply(x)
 
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:

@@ -17,19 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-
-class _AllReduceSum(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        x = x.clone()
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad
+from vicreg_bench.distributed import all_reduce_sum_with_grad
 
 
 def _world_size() -> int:
@@ -49,7 +37,7 @@ class NaiveSyncBatchNorm(nn.BatchNorm2d):
             stats = torch.cat([xf.mean(dim=[0, 2, 3]), (xf * xf).mean(dim=[0, 2, 3])])
         else:  # an empty batch on this process still takes part in the all-reduce
             stats = xf.sum(dim=[0, 2, 3]).repeat(2) * 0.0
-        stats = _AllReduceSum.apply(stats) / world
+        stats = all_reduce_sum_with_grad(stats) / world
         mean, meansqr = stats[:c], stats[c:]
         var = (meansqr - mean * mean).clamp_min(0.0)
         if self.track_running_stats:
