@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from vicreg_bench.distributed import all_reduce_sum_with_grad
+from vicreg_bench.distributed import all_reduce_sum_with_grad, is_distributed
 from vicreg_bench.errors import UserError
 
 
@@ -88,28 +88,6 @@ def init_distributed(device: str = "auto", dist_url: str = "env://", backend: st
         backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
         dist.init_process_group(backend=backend, init_method=dist_url, world_size=world, rank=rank)
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev)
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
-
-
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -26,13 +26,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from vicreg_bench.distributed import cleanup
 from vicreg_bench.errors import UserError
 
 from .augment import AUGMENTATIONS, TwoViewTransform
 from .checkpoint import load_checkpoint, load_official_model_state, restore_rng_state, save_checkpoint
 from .data import GlobalBatchSampler, TwoViewImageFolder
 from .diagnostics import DiagnosticsMeter
-from .distributed import DistEnv, all_reduce_mean, cleanup, convert_sync_batchnorm, init_distributed
+from .distributed import DistEnv, all_reduce_mean, convert_sync_batchnorm, init_distributed
 from .export import backbone_state_dict, save_backbone
 from .loss import VARIANCE_FORMS
 from .model import VICReg
