@@ -32,8 +32,7 @@ def main() -> int:
     a = p.parse_args()
     from vicreg_bench.data.synth import make_synthetic_suite
     from vicreg_bench.models import build_resnet
-    from vicreg_bench.tasks.base import TaskContext
-    from vicreg_bench.tasks.detection import run_coco_det, run_voc07_det
+    from vicreg_bench.tasks.catalog import get_task, task_context
 
     root = Path(a.root)
     if not (root / "VOC2007").is_dir():
@@ -46,12 +45,12 @@ def main() -> int:
         torch.manual_seed(0)
         sd = build_resnet(a.arch).state_dict()
         info = types.SimpleNamespace(arch=a.arch, sha256="0" * 64, normalize_input=True)
-    run = run_voc07_det if a.task == "voc07_det" else run_coco_det
+    run = get_task(a.task).run
     for iters in (1, a.iters):
         opts = {"det_engine": "torchvision", "det_ims_per_batch": 8, "det_max_iter": iters, "det_input_scale": 0.2,
                 "det_num_workers": 4, "det_precise_bn_iters": 20}
-        ctx = TaskContext(ckpt_path=Path(a.ckpt or "random"), state_dict=sd, ckpt_info=info, data_root=root,
-                          work_dir=Path(a.out) / f"{a.task}_{iters}", cache_dir=Path(a.out) / "cache", device=a.device, options=opts)
+        ctx = task_context(a.task, sd, info, data_root=root, work_dir=Path(a.out) / f"{a.task}_{iters}",
+                           cache_dir=Path(a.out) / "cache", options=opts, device=a.device)
         t = time.perf_counter()
         out = run(ctx)
         print(f"{a.task} {iters:5d} iterations: {out.metrics}  ({time.perf_counter() - t:.0f}s, "

@@ -9,7 +9,7 @@ folder, or a real split with --data-root) with the linear-probe test transform (
 and push them through the same frozen trunk:
 - baseline: the loop people write first: DataLoader(num_workers=0), float32, contiguous tensors, no
   pinned memory;
-- vicreg-bench: `vicreg_bench.features.features_for_dataset` (DataLoader workers, pinned memory, bf16
+- vicreg-bench: `vicreg_bench.features.extract.features_for_dataset` (DataLoader workers, pinned memory, bf16
   autocast and channels_last on CUDA, sharded cache writes included in the time).
 Prints images/s of each and the ratio; the first batch of each side is a warm-up and is not timed
 (except that the extractor's time includes writing its cache).
@@ -31,14 +31,14 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vicreg_bench.data.base import ClassificationDataset  # noqa: E402
-from vicreg_bench.features import (  # noqa: E402
+from vicreg_bench.features.cache import weights_digest  # noqa: E402
+from vicreg_bench.features.extract import (  # noqa: E402
     build_frozen_trunk,
-    build_transform,
     default_workers,
     features_for_dataset,
     resolve_precision,
-    weights_digest,
 )
+from vicreg_bench.features.transforms import build_transform  # noqa: E402
 from vicreg_bench.models import build_resnet  # noqa: E402
 
 

@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vicreg_bench.features import FeatureExtractor, default_workers  # noqa: E402
+from vicreg_bench.features.extract import FeatureExtractor, default_workers  # noqa: E402
 from vicreg_bench.models import build_resnet  # noqa: E402
-from vicreg_bench.tasks import classification as C  # noqa: E402
-from vicreg_bench.tasks.base import TaskContext  # noqa: E402
+from vicreg_bench.tasks.catalog import get_task, task_context  # noqa: E402
+from vicreg_bench.tasks.context import RunSettings, TaskContext  # noqa: E402
 
 
 class Info:
@@ -67,17 +67,16 @@ def main() -> int:
         def ctx(protocol: str, epochs: int) -> TaskContext:
             fx = FeatureExtractor(state, info, data_root=root, cache_dir=tmp / "cache", device=args.device,
                                   image_size=args.image_size, resize=resize, workers=workers, progress=False)
-            return TaskContext(ckpt_path=Path("random"), state_dict=state, ckpt_info=info, data_root=root,
-                               work_dir=tmp / "work" / protocol, cache_dir=tmp / "cache", device=args.device,
-                               protocol=protocol, options={"epochs": epochs, "batch_size": args.batch_size,
-                                                           "image_size": args.image_size, "workers": workers},
-                               features=fx)
+            return task_context("imagenet_linear", state, info, data_root=root, work_dir=tmp / "work" / protocol,
+                                cache_dir=tmp / "cache", options={"epochs": epochs, "batch_size": args.batch_size},
+                                settings=RunSettings(image_size=args.image_size, workers=workers),
+                                device=args.device, protocol=protocol, features=fx)
 
         # The paper protocol's per-epoch evaluation reads cached val features: extract them first for both.
         warm = ctx("paper", 1)
         warm.features("imagenet", "val", "eval")
         t0 = time.perf_counter()
-        paper = C.run_imagenet_linear(warm)
+        paper = get_task("imagenet_linear").run(warm)
         paper_total = time.perf_counter() - t0
         n_train = paper.dataset["num_images"]["train"]
         paper_epoch = n_train / paper.throughput["train_images_per_s"]
@@ -86,7 +85,7 @@ def main() -> int:
         t0 = time.perf_counter()
         fast_ctx.features("imagenet", "train", "eval")
         extract_s = time.perf_counter() - t0
-        fast = C.run_imagenet_linear(fast_ctx)
+        fast = get_task("imagenet_linear").run(fast_ctx)
         fast_epoch = fast.throughput["train_seconds"] / args.fast_epochs
 
         gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "-"

@@ -28,9 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vicreg_bench.metrics import vissl_average_precision  # noqa: E402
-from vicreg_bench.tasks.svm import (  # noqa: E402
-    CV_FOLDS, NEGATIVE_WEIGHT, POSITIVE_WEIGHT, TOLERANCE, VISSL_COSTS, default_jobs, fit_voc07_svms,
-    normalize_features, kept_in_test, train_targets,
+from vicreg_bench.tasks.liblinear import NEGATIVE_WEIGHT, POSITIVE_WEIGHT, TOLERANCE  # noqa: E402
+from vicreg_bench.tasks.svm_solver import (  # noqa: E402
+    CV_FOLDS, VISSL_COSTS, default_jobs, fit_voc07_svms, kept_in_test, normalize_features, train_targets,
 )
 
 # Images per class in VOC07 trainval / test (positives), in the sorted class order.

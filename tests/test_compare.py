@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from vicreg_bench import cli
-from vicreg_bench.compare import COLUMNS, MARKS, build_table, cell_text, load_runs, render_markdown, render_text
+from vicreg_bench.compare import MARKS, build_table, cell_text, columns, load_runs, render_markdown, render_text
 from vicreg_bench.errors import UserError
 from vicreg_bench.published import TABLES, normalise_method, published_rows, published_value
 from vicreg_bench.results import new_results, task_entry, write_results
@@ -151,13 +151,18 @@ def test_published_tables_are_the_papers():
 
 
 def test_columns_follow_the_paper_layout():
-    keys = [c.key for c in COLUMNS]
-    assert [c.table for c in COLUMNS] == sorted(c.table for c in COLUMNS)
+    from vicreg_bench.published import column_keys
+
+    cols = columns()
+    keys = [c.key for c in cols]
+    assert [c.table for c in cols] == sorted(c.table for c in cols)
+    claimed = column_keys()
     for t in TABLES:
-        mapped = [f"{task}.{metric}" for _, task, metric in t.columns]
+        assert all((t.number, name) in claimed for name in t.columns), f"Table {t.number}: a column no task claims"
+        mapped = ["{}.{}".format(*claimed[(t.number, name)]) for name in t.columns]
         positions = [keys.index(k) for k in mapped]
         assert positions == sorted(positions), f"Table {t.number} columns out of order"
-        assert all(COLUMNS[p].table == t.number for p in positions)
+        assert all(cols[p].table == t.number for p in positions)
 
 
 # ---------------------------------------------------------------------------------------------- marking rules
@@ -307,7 +312,7 @@ def test_failed_skipped_missing_are_explicit_empty_cells(tmp_path):
 def test_published_rows(tmp_path):
     t = table_for(tmp_path, [results("vicreg", {"imagenet_knn": knn(60.0, 58.0), "imagenet_linear": linear(70.0)})], published=True)
     assert [c.key for c in t.columns] == ["imagenet_linear.top1", "imagenet_linear.top5", "imagenet_knn.k20_top1", "imagenet_knn.k200_top1"]
-    assert [c.key for c in build_table([], published=True).columns] == [c.key for c in COLUMNS]  # the paper's full layout
+    assert [c.key for c in build_table([], published=True).columns] == [c.key for c in columns()]  # the paper's full layout
     pub = [r for r in t.rows if r.published]
     assert len(pub) == len(published_rows()) and not t.rows[0].published
     vic = next(r for r in pub if r.method == "VICReg")
@@ -351,9 +356,9 @@ def test_directory_picks_the_newest_result_per_checkpoint(tmp_path):
 
 
 def test_big_json_files_in_folders_are_sniffed(tmp_path, monkeypatch):
-    import vicreg_bench.compare as compare
+    import vicreg_bench.compare.runs as compare_runs
 
-    monkeypatch.setattr(compare, "_SNIFF_ABOVE", 200)  # bytes, instead of 8 MB
+    monkeypatch.setattr(compare_runs, "_SNIFF_ABOVE", 200)  # bytes, instead of 8 MB
     write(tmp_path / "run" / "results.json", results("vicreg", {"imagenet_linear": linear(70.0)}))
     detections = [{"image_id": i, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5} for i in range(50)]
     (tmp_path / "run" / "coco_instances_results.json").write_text(json.dumps(detections))
@@ -390,7 +395,7 @@ def test_text_format(three_files, capsys):
     lines = out.splitlines()
     assert lines[0].strip().startswith("--") and "Table 1" in lines[0] and "Table 5" in lines[0]
     header = lines[1]
-    assert header.split()[:3] == ["method", "arch", "checkpoint"] and "Linear top-1" in header and "200-NN" in header
+    assert header.split()[:3] == ["backbone", "arch", "checkpoint"] and "Linear top-1" in header and "200-NN" in header
     row = next(line for line in lines if line.startswith("barlow"))
     assert "68.0\u2020[" in row and "70.0\u2021[" in row and "85.0\u00b6[" in row
     assert next(line for line in lines if line.startswith("vicreg")).count("*") >= 1  # best values starred
@@ -434,7 +439,7 @@ def test_html_format_is_self_contained(three_files, tmp_path, capsys):
 
 def assert_offline(html: str) -> None:
     """No reference leaves the page: every src/href is a data: URI or an #anchor, and no URL at all."""
-    from vicreg_bench.report import external_references
+    from vicreg_bench.compare.report import external_references
 
     assert external_references(html) == []
     text = re.sub(r"data:[a-z/+.-]+;base64,[A-Za-z0-9+/=]+", "", html)

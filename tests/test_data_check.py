@@ -9,10 +9,10 @@ import pytest
 
 from vicreg_bench.cli import main as cli_main
 from vicreg_bench.data.check import (
-    TASK_DATA,
     dataset_status,
     preflight,
     require_tasks_data,
+    task_data,
     task_problems,
 )
 from vicreg_bench.errors import UserError
@@ -107,7 +107,7 @@ def test_preflight_for_tasks_lists_everything_missing_at_once(partial_root):
 
 
 def test_every_design_task_has_its_data_listed():
-    assert set(TASK_DATA) == {
+    assert set(task_data()) == {
         "imagenet_linear", "imagenet_semisup_1pct", "imagenet_semisup_10pct", "imagenet_knn", "places205_linear",
         "voc07_svm", "inat18_linear", "voc07_det", "coco_det",
     }  # fmt: skip

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from vicreg_bench.cli import main as cli_main
-from vicreg_bench.data.synth import MARKER, _rle_uncompressed, make_synthetic_suite
+from vicreg_bench.data.synth import MARKER, make_synthetic_suite
+from vicreg_bench.data.synth_detection import _rle_uncompressed
 from vicreg_bench.data.voc import VOC_CLASSES
 from vicreg_bench.errors import UserError
 

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from vicreg_bench import demo
+from vicreg_bench.cli import demo as demo_cli
 from vicreg_bench.cli import main as cli_main
+from vicreg_bench.demo import pipeline, plan, pretrain
+from vicreg_bench.demo.budget import PRESETS
 from vicreg_bench.errors import UserError
 from vicreg_bench.results import read_results
-from vicreg_bench.tasks.registry import TASKS
+from vicreg_bench.tasks.catalog import all_tasks
+
+TASKS = list(all_tasks())
+HEADLINES = [(t, m) for t, spec in all_tasks().items() for m in spec.headline]
 
 
 def _doc(values: dict[str, dict[str, float]], failed: tuple[str, ...] = ()) -> dict:
@@ -28,7 +33,7 @@ def test_headline_check_compares_every_headline_metric():
                     "voc07_det": {"AP50": 10.0}}, failed=("coco_det",))
     random = _doc({"imagenet_knn": {"k20_top1": 40.0, "k200_top1": 50.0}, "voc07_svm": {"mAP": 20.0},
                    "voc07_det": {"AP50": 12.5}, "coco_det": {"bbox_AP": 1.0}})
-    rows = demo.headline_check(trained, random, ["imagenet_knn", "voc07_svm", "voc07_det", "coco_det"])
+    rows = plan.headline_check(trained, random, ["imagenet_knn", "voc07_svm", "voc07_det", "coco_det"])
     got = {(r["task"], r["metric"]): (r["beats_random"], r["why"]) for r in rows}
     assert got == {
         ("imagenet_knn", "k20_top1"): (True, ""),
@@ -37,47 +42,57 @@ def test_headline_check_compares_every_headline_metric():
         ("voc07_det", "AP50"): (False, "not above random init"),
         ("coco_det", "bbox_AP"): (False, "missing or failed"),
     }
-    text = demo.check_table(rows)
+    text = plan.check_table(rows)
     assert "+20.0" in text and "-2.5" in text and "NO (missing or failed)" in text
     # every task of the registry has a headline metric in the check
-    assert {t for t, _ in demo.HEADLINE_METRICS} == set(TASKS)
+    assert {t for t, _ in HEADLINES} == set(TASKS)
 
 
 def test_pretraining_state_reuses_only_the_same_settings(tmp_path):
     exp = tmp_path / "pretrain"
     wanted = {"arch": "resnet18", "epochs": 2, "seed": 0}
-    assert demo.pretraining_state(exp, wanted) == "none"
+    assert pretrain.pretraining_state(exp, wanted) == "none"
     exp.mkdir()
     start = {"type": "start", "args": {"arch": "resnet18", "epochs": 2, "seed": 0, "batch_size": 32}}
     (exp / "log.jsonl").write_text(json.dumps(start) + "\n" + '{"type": "step", "lo')  # cut mid-line
-    assert demo.pretraining_state(exp, wanted) == "none"  # no model.pth yet: nothing to resume
+    assert pretrain.pretraining_state(exp, wanted) == "none"  # no model.pth yet: nothing to resume
     (exp / "model.pth").write_bytes(b"x")
-    assert demo.pretraining_state(exp, wanted) == "partial"
+    assert pretrain.pretraining_state(exp, wanted) == "partial"
     (exp / "resnet18.pth").write_bytes(b"x")
     with (exp / "log.jsonl").open("a") as f:
         f.write("\n" + json.dumps({"type": "end", "status": "finished"}) + "\n")
-    assert demo.pretraining_state(exp, wanted) == "finished"
-    assert demo.pretraining_state(exp, {**wanted, "epochs": 3}) == "other"
+    assert pretrain.pretraining_state(exp, wanted) == "finished"
+    assert pretrain.pretraining_state(exp, {**wanted, "epochs": 3}) == "other"
 
 
 def test_budget_flags_override_the_preset_and_are_checked():
     import argparse
 
     p = argparse.ArgumentParser()
-    demo.add_arguments(p)
-    b = demo.budget_from_args(p.parse_args(["--size", "tiny", "--pretrain-epochs", "3", "--voc-iters", "7"]))
-    assert (b.pretrain_epochs, b.voc07_det.iters, b.image_size) == (3, 7, demo.PRESETS["tiny"].image_size)
-    assert b.coco_det == demo.PRESETS["tiny"].coco_det
+    demo_cli.add_arguments(p)
+    args = p.parse_args(["--size", "tiny", "--pretrain-epochs", "3", "--option", "voc07_det.det_max_iter=7"])
+    b = demo_cli.budget_from_args(args)
+    assert (b.pretrain_epochs, b.image_size) == (3, PRESETS["tiny"].image_size)
     with pytest.raises(UserError, match="--eval-epochs"):
-        demo.budget_from_args(p.parse_args(["--eval-epochs", "0"]))
-    # the suite in two runs (detection options are run-wide), or one without detection
-    assert demo.task_groups(False) == [[t for t in TASKS if t != "voc07_det"], ["voc07_det"]]
-    assert demo.task_groups(True) == [[t for t in TASKS if t not in demo.DETECTION_TASKS]]
-    voc = demo.run_args(b, Path("c.pth"), Path("d"), Path("o"), Path("cache"), 0, 0, ["voc07_det"])
-    assert voc[voc.index("--det-iters") + 1] == "7" and "--epochs" not in voc
-    assert "det_ims_per_batch=2" in voc and "det_detections_per_image=10" in voc  # task option over the common one
-    main = demo.run_args(b, Path("c.pth"), Path("d"), Path("o"), Path("cache"), 0, 0, demo.task_groups(False)[0])
-    assert main[main.index("--det-iters") + 1] == str(b.coco_det.iters) and "--epochs" in main
+        demo_cli.budget_from_args(p.parse_args(["--eval-epochs", "0"]))
+    overrides = plan.parse_overrides(args.option)
+    assert overrides == {"voc07_det": {"det_max_iter": "7"}}
+    with pytest.raises(UserError, match="unknown task"):
+        plan.parse_overrides(["voc07.det_max_iter=7"])
+    # the suite in two runs (a detection task whose preset asks for its own run), or one without detection
+    assert plan.task_groups(False, "tiny") == [[t for t in TASKS if t != "voc07_det"], ["voc07_det"]]
+    assert plan.task_groups(True, "tiny") == [[t for t in TASKS if t not in ("voc07_det", "coco_det")]]
+    voc = plan.run_args(b, "tiny", Path("c.pth"), "x", Path("d"), Path("o"), Path("cache"), 0, 0, ["voc07_det"],
+                        overrides)
+    assert "det_max_iter=7" in voc and "epochs=1" not in voc and voc[voc.index("--label") + 1] == "x"
+    assert "det_ims_per_batch=2" in voc and "det_detections_per_image=10" in voc
+    main = plan.run_args(b, "tiny", Path("c.pth"), "x", Path("d"), Path("o"), Path("cache"), 0, 0,
+                         plan.task_groups(False, "tiny")[0], overrides)
+    # one value for every task that has the option: unscoped; the detection preset of coco_det alone
+    assert f"epochs={b.eval_epochs}" in main and "det_max_iter=1" in main and "svm_variant=squash" in main
+    small = plan.run_args(PRESETS["small"], "small", Path("c.pth"), "x", Path("d"), Path("o"), Path("cache"), 0, 0,
+                          ["voc07_det", "coco_det"], {})
+    assert "voc07_det.det_max_iter=170" in small and "coco_det.det_max_iter=40" in small  # values differ: scoped
 
 
 def test_random_init_is_the_trainers_initial_backbone(tmp_path):
@@ -87,8 +102,8 @@ def test_random_init_is_the_trainers_initial_backbone(tmp_path):
     from vicreg_bench.checkpoints import load_backbone
 
     path = tmp_path / "random_init_resnet18.pth"
-    assert demo.write_random_init("resnet18", "64-64", 3, path)
-    assert not demo.write_random_init("resnet18", "64-64", 3, path)  # reused
+    assert pretrain.write_random_init("resnet18", "64-64", 3, path)
+    assert not pretrain.write_random_init("resnet18", "64-64", 3, path)  # reused
     sd, info = load_backbone(path)
     torch.manual_seed(3)
     ref = VICReg("resnet18", "64-64").backbone.state_dict()
@@ -108,15 +123,16 @@ def test_demo_end_to_end(tiny_demo, capsys):
     rc, out = tiny_demo
     assert rc == 0
     summary = json.loads((out / "demo_summary.json").read_text())
-    docs = {name: read_results(out / "runs" / name / "results.json") for name in (demo.TRAINED, demo.RANDOM)}
+    docs = {name: read_results(out / "runs" / name / "results.json") for name in (pipeline.TRAINED, pipeline.RANDOM)}
     for name, doc in docs.items():  # read_results validated both against the schema
         assert list(doc["tasks"]) == list(TASKS), name
         assert all(e["status"] == "ok" for e in doc["tasks"].values()), {t: e.get("reason") for t, e in doc["tasks"].items()}
         assert doc["tasks"]["voc07_det"]["engine"] == "torchvision"
-    assert docs[demo.TRAINED]["checkpoint"]["method"] == "vicreg"
-    assert docs[demo.RANDOM]["checkpoint"]["arch"] == "resnet18"
+    assert docs[pipeline.TRAINED]["checkpoint"]["method"] == "vicreg"
+    assert docs[pipeline.RANDOM]["checkpoint"]["arch"] == "resnet18"
+    assert docs[pipeline.RANDOM]["checkpoint"]["label"] == "random init"
     # the check covered every headline metric with both numbers
-    assert [(r["task"], r["metric"]) for r in summary["check"]] == list(demo.HEADLINE_METRICS)
+    assert [(r["task"], r["metric"]) for r in summary["check"]] == HEADLINES
     assert all(r["trained"] is not None and r["random_init"] is not None for r in summary["check"])
     stages = {s["stage"]: s for s in summary["stages"]}
     assert list(stages) == ["data", "random_init", "pretrain+random_eval", "trained_eval", "report", "check"]
@@ -128,9 +144,10 @@ def test_demo_end_to_end(tiny_demo, capsys):
     assert all(p["cpu_s"] > 0 and p["exit_status"] == 0 for s in summary["stages"] for p in s["processes"])
     # comparison: both checkpoints' rows
     md = (out / "comparison.md").read_text().replace("\\_", "_")  # Markdown escapes underscores
-    assert "random_init_resnet18.pth" in md and "resnet18.pth" in md and "vicreg" in md
+    assert "random_init_resnet18.pth" in md and "resnet18.pth" in md and "VICReg (demo)" in md
+    assert "random init" in md and "| torchvision |" not in md  # the baseline reads as what it is
     # the report opens offline and carries the charts and the training curves
-    from vicreg_bench.report import external_references
+    from vicreg_bench.compare.report import external_references
 
     html = (out / "report.html").read_text()
     assert external_references(html) == []
@@ -143,7 +160,7 @@ def test_demo_end_to_end(tiny_demo, capsys):
 def test_demo_again_reuses_everything(tiny_demo, capsys):
     rc, out = tiny_demo
     assert rc == 0
-    before = {n: (out / "runs" / n / "results.json").read_text() for n in (demo.TRAINED, demo.RANDOM)}
+    before = {n: (out / "runs" / n / "results.json").read_text() for n in (pipeline.TRAINED, pipeline.RANDOM)}
     capsys.readouterr()
     assert cli_main(["demo", "--out", str(out), "--size", "tiny", "--workers", "0"]) == 0
     printed = capsys.readouterr().out

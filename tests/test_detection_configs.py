@@ -17,8 +17,9 @@ import yaml
 
 from vicreg_bench.detection.d2_plugin import HEAD_NAME, INSTALL_HINT
 from vicreg_bench.detection.d2_runner import build_command, effective_batch, parse_results
-from vicreg_bench.detection.options import parse_options
-from vicreg_bench.detection.protocols import CONFIG_DIR, COCO, VOC07_12
+from task_contexts import typed_options
+from vicreg_bench.detection.protocols import CONFIG_DIR
+from vicreg_bench.tasks.detection import COCO, VOC07_12
 from vicreg_bench.errors import UserError
 
 D2_DEFAULT_KEYS = set("""
@@ -124,8 +125,8 @@ def test_coco_config_holds_the_protocol():
 
 
 def test_runner_command_scales_the_schedule_and_sets_inputs(tmp_path):
-    assert effective_batch({}, 8, 1) == 16 and effective_batch({}, 1, 1) == 2 and effective_batch({"det_ims_per_batch": 8}, 1, 1) == 8
-    opts = parse_options({"det_ims_per_batch": 2})
+    assert effective_batch(None, 8, 1) == 16 and effective_batch(None, 1, 1) == 2 and effective_batch(8, 1, 1) == 8
+    opts = typed_options("voc07_det", det_ims_per_batch=2)
     cmd, notes = build_command(VOC07_12, opts, arch="resnet50", normalize_input=True, weights=tmp_path / "w.pkl",
                                output_dir=tmp_path / "out", data_root=tmp_path, num_gpus=1, seed=0, resume=False)
     kv = dict(zip(cmd[cmd.index("--data-root") + 2 :: 2], cmd[cmd.index("--data-root") + 3 :: 2]))
@@ -136,7 +137,7 @@ def test_runner_command_scales_the_schedule_and_sets_inputs(tmp_path):
     assert ast.literal_eval(kv["MODEL.PIXEL_MEAN"]) == [123.675, 116.28, 103.53] and ast.literal_eval(kv["MODEL.PIXEL_STD"]) == [58.395, 57.12, 57.375]
     assert ast.literal_eval(kv["INPUT.MIN_SIZE_TRAIN"]) == tuple(range(480, 801, 32))
     assert set(kv) <= D2_DEFAULT_KEYS and notes and "linear scaling" in notes[0]
-    cmd, _ = build_command(COCO, parse_options({}), arch="resnet50", normalize_input=False, weights=tmp_path / "w.pkl",
+    cmd, _ = build_command(COCO, typed_options("coco_det"), arch="resnet50", normalize_input=False, weights=tmp_path / "w.pkl",
                            output_dir=tmp_path, data_root=tmp_path, num_gpus=8, seed=0, resume=True)
     kv = dict(zip(cmd[cmd.index("--data-root") + 2 :: 2], cmd[cmd.index("--data-root") + 3 :: 2]))
     assert "--resume" in cmd and kv["SOLVER.MAX_ITER"] == "90000" and ast.literal_eval(kv["MODEL.PIXEL_STD"]) == [255.0] * 3
@@ -146,11 +147,11 @@ def test_runner_command_scales_the_schedule_and_sets_inputs(tmp_path):
 
 
 def test_results_parsing():
-    assert parse_results("voc07_det", {"bbox": {"AP": 55.0, "AP50": 81.0, "AP75": 60.0}}) == {"AP": 55.0, "AP50": 81.0, "AP75": 60.0}
+    assert parse_results("voc", {"bbox": {"AP": 55.0, "AP50": 81.0, "AP75": 60.0}}) == {"AP": 55.0, "AP50": 81.0, "AP75": 60.0}
     coco = {k: {"AP": 40.0, "AP50": 60.0, "AP75": 43.0, "APs": 20.0} for k in ("bbox", "segm")}
-    assert parse_results("coco_det", coco)["segm_AP75"] == 43.0
+    assert parse_results("coco", coco)["segm_AP75"] == 43.0
     with pytest.raises(RuntimeError):
-        parse_results("coco_det", {"bbox": coco["bbox"]})
+        parse_results("coco", {"bbox": coco["bbox"]})
 
 
 def test_converted_weights_have_the_names_the_configs_need(tmp_path):

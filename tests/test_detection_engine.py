@@ -10,8 +10,9 @@ import torch
 
 from vicreg_bench.models import build_resnet
 from vicreg_bench.results import new_results, task_entry, validation_errors
-from vicreg_bench.tasks.base import TaskContext
-from vicreg_bench.tasks.detection import protocol_coco_det, protocol_voc07_det, run_coco_det, run_voc07_det
+from task_contexts import task_ctx
+from vicreg_bench.tasks.catalog import all_tasks
+from vicreg_bench.tasks.context import TaskContext
 
 TINY = {
     "det_engine": "torchvision",
@@ -26,11 +27,28 @@ TINY = {
 }
 
 
-def _ctx(root: Path, work: Path, **options) -> TaskContext:
+def _ctx(root: Path, work: Path, task: str = "voc07_det", **options) -> TaskContext:
     torch.manual_seed(0)
     info = types.SimpleNamespace(arch="resnet18", sha256="0" * 64, normalize_input=True, path="x", format="torchvision", method="torchvision")
-    return TaskContext(ckpt_path=Path("x.pth"), state_dict=build_resnet("resnet18").state_dict(), ckpt_info=info,
-                       data_root=root, work_dir=work, cache_dir=work / "cache", options={**TINY, **options})
+    ctx = task_ctx(task, build_resnet("resnet18").state_dict(), info, root, work, **{**TINY, **options})
+    ctx.work_dir = work
+    return ctx
+
+
+def run_voc07_det(ctx: TaskContext):
+    return all_tasks()["voc07_det"].run(ctx)
+
+
+def run_coco_det(ctx: TaskContext):
+    return all_tasks()["coco_det"].run(ctx)
+
+
+def protocol_voc07_det(ctx: TaskContext):
+    return all_tasks()["voc07_det"].protocol(ctx)
+
+
+def protocol_coco_det(ctx: TaskContext):
+    return all_tasks()["coco_det"].protocol(ctx)
 
 
 def _check_entry(task: str, out) -> None:
@@ -70,11 +88,11 @@ def test_voc_task_end_to_end_and_resume(synthetic_root, tmp_path):
 
 @pytest.mark.slow
 def test_coco_task_end_to_end(synthetic_root, tmp_path):
-    out = run_coco_det(_ctx(synthetic_root, tmp_path, det_max_iter=1))
+    out = run_coco_det(_ctx(synthetic_root, tmp_path, "coco_det", det_max_iter=1))
     assert out.engine == "torchvision" and out.protocol_name == "det_coco_mask_rcnn_R50_FPN_1x_torchvision"
     for k in ("bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75"):
         assert 0.0 <= out.metrics[k] <= 100.0
     assert out.extra["num_detections"] > 0
     _check_entry("coco_det", out)
-    name, _ = protocol_coco_det(_ctx(synthetic_root, tmp_path))
+    name, _ = protocol_coco_det(_ctx(synthetic_root, tmp_path, "coco_det"))
     assert name == out.protocol_name

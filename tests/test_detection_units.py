@@ -9,8 +9,9 @@ import torch.nn as nn
 from torchvision.ops import roi_align
 
 from vicreg_bench.data.base import DetectionTarget
-from vicreg_bench.detection.options import parse_options
-from vicreg_bench.detection.protocols import COCO, VOC07_12, protocol_record, resolve_schedule, resolve_sizes
+from task_contexts import typed_options
+from vicreg_bench.detection.protocols import protocol_record, resolve_schedule, resolve_sizes
+from vicreg_bench.tasks.detection import COCO, VOC07_12
 from vicreg_bench.detection.roi_pooler import AlignedRoIPool
 from vicreg_bench.detection.schedule import COCO_FPN_1X, VOC07_12_C4, linear_scaled, shortened
 from vicreg_bench.detection.sync_bn import NaiveSyncBatchNorm, convert_to_sync_bn, precise_bn
@@ -41,17 +42,17 @@ def test_linear_scaling_rule():
 
 
 def test_options_and_protocol_record():
-    opts = parse_options({"det_engine": "torchvision", "det_ims_per_batch": "4", "det_input_scale": 0.5})
+    opts = typed_options("voc07_det", det_engine="torchvision", det_ims_per_batch="4", det_input_scale=0.5)
     sched, period, notes = resolve_schedule(VOC07_12, opts)
     assert sched.ims_per_batch == 4 and sched.max_iter == 96000 and period == 20000
     sizes, size_notes = resolve_sizes(VOC07_12, opts)
     assert sizes.min_sizes_train[0] == 240 and sizes.min_size_test == 400 and sizes.max_size == 666
-    name, params, all_notes = protocol_record(COCO, parse_options({}), "resnet50", 1)
+    name, params, all_notes = protocol_record(COCO, typed_options("coco_det"), "resnet50", 1)
     assert name == "det_coco_mask_rcnn_R50_FPN_1x_detectron2" and params["paper_protocol"] and not all_notes
     assert params["schedule"]["base_lr"] == 0.04 and params["input_sizes"]["min_sizes_train"][0] == 640
     for bad in ({"det_engine": "mmdet"}, {"det_ims_per_batch": "x"}, {"det_input_scale": -1}, {"det_amp": "fp8"}, {"det_d2_opts": "A"}):
         with pytest.raises(UserError, match="det_"):
-            parse_options(bad)
+            typed_options("voc07_det", **bad)
 
 
 def test_resize_rule_matches_detectron2():

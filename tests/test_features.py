@@ -16,15 +16,9 @@ from PIL import Image
 
 from vicreg_bench.data.base import ClassificationDataset
 from vicreg_bench.errors import UserError
-from vicreg_bench.features import (
-    CacheEntry,
-    build_frozen_trunk,
-    build_transform,
-    cache_key,
-    features_for_dataset,
-    order_sha256,
-    weights_digest,
-)
+from vicreg_bench.features.cache import CacheEntry, cache_key, order_sha256, weights_digest
+from vicreg_bench.features.extract import build_frozen_trunk, features_for_dataset
+from vicreg_bench.features.transforms import build_transform
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, RESIZE = 32, 36
@@ -215,7 +209,7 @@ def test_two_processes_extract_the_same_features_as_one(tmp_path, trunk_state):
 
 def test_extract_command_writes_a_feature_file_the_knn_command_reads(tiny_checkpoints, synthetic_root, tmp_path, capsys):
     from vicreg_bench.cli import main as cli_main
-    from vicreg_bench.tasks.feature_files import load_feature_file
+    from vicreg_bench.features.files import load_feature_file
 
     def extract_cmd(split: str, out: Path, *extra: str) -> int:
         return cli_main(["extract", "--ckpt", str(tiny_checkpoints["random"]), "--dataset", "imagenet", "--split", split,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vicreg_bench.cli import main as cli_main
-from vicreg_bench.tasks.feature_files import save_feature_file
+from vicreg_bench.features.files import save_feature_file
 from vicreg_bench.tasks.knn import knn_classify, metric_name, search_topk
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from vicreg_bench.cli import main as cli_main
 from vicreg_bench.errors import UserError
-from vicreg_bench.tasks.feature_files import save_feature_file
-from vicreg_bench.tasks.linear import LINEAR_PRESETS, build_head, learning_rate, train_linear_on_features
+from vicreg_bench.features.files import save_feature_file
+from vicreg_bench.tasks.linear_fast import LINEAR_PRESETS, build_head, learning_rate, train_linear_on_features
 
 
 def separable(seed=0, n_train=600, n_test=200, dim=16, num_classes=6):

@@ -23,7 +23,8 @@ import pytest
 from test_compare import assert_offline, det, knn, linear, results, svm, write
 from vicreg_bench.compare import build_table, load_runs
 from vicreg_bench.errors import UserError
-from vicreg_bench.report import build_report, read_train_log
+from vicreg_bench.compare.report import build_report
+from vicreg_bench.trainlog import read_train_log
 from vicreg_bench.results import task_entry
 
 pytestmark = pytest.mark.browser  # 13 s on 2 cores (30 s when they are busy): matplotlib + two chromium runs

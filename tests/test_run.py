@@ -19,6 +19,8 @@ import pytest
 
 from vicreg_bench.cli import main as cli_main
 from vicreg_bench.results import read_results
+from vicreg_bench.tasks import registry
+from vicreg_bench.tasks.catalog import all_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFICATION = ["imagenet_knn", "voc07_svm", "imagenet_linear", "places205_linear", "inat18_linear",
@@ -75,20 +77,23 @@ def test_every_classification_task_end_to_end(full_run, capsys):
     assert len(entries) == 7
 
 
+def replace_run(monkeypatch, task: str, fn) -> None:
+    """Make the registered task `task` run `fn` for this test."""
+    from dataclasses import replace
+
+    monkeypatch.setitem(registry._REGISTRY, task, replace(all_tasks()[task], run=fn))
+
+
 @pytest.mark.slow
 def test_second_run_recomputes_nothing_unless_forced(full_run, monkeypatch, capsys):
-    import vicreg_bench.tasks.classification as C
-    import vicreg_bench.tasks.semisup as S
-
     before = json.loads((full_run["out"] / "results.json").read_text())
-    real_knn = C.run_imagenet_knn
+    real_knn = all_tasks()["imagenet_knn"].run
 
     def boom(ctx):
         raise AssertionError("a finished task ran again")
 
-    for mod, names in ((C, CLASSIFICATION[:5]), (S, CLASSIFICATION[5:])):
-        for name in names:
-            monkeypatch.setattr(mod, f"run_{name}", boom)
+    for name in CLASSIFICATION:
+        replace_run(monkeypatch, name, boom)
     assert cli_main(full_run["args"]) == 0
     assert "already done with the same protocol" in capsys.readouterr().out
     after = json.loads((full_run["out"] / "results.json").read_text())
@@ -98,7 +103,7 @@ def test_second_run_recomputes_nothing_unless_forced(full_run, monkeypatch, caps
     forced = full_run["tmp"] / "out_forced"
     shutil.copytree(full_run["out"], forced)
     calls = []
-    monkeypatch.setattr(C, "run_imagenet_knn", lambda ctx: calls.append(ctx.seed) or real_knn(ctx))
+    replace_run(monkeypatch, "imagenet_knn", lambda ctx: calls.append(ctx.seed) or real_knn(ctx))
     args = [forced if a == str(full_run["out"]) else a for a in full_run["args"]]
     args = [str(a) for a in args]
     args[args.index("--tasks") + 1] = "imagenet_knn"
@@ -110,12 +115,10 @@ def test_second_run_recomputes_nothing_unless_forced(full_run, monkeypatch, caps
 
 @pytest.mark.slow
 def test_failed_task_is_recorded_and_the_others_run(full_run, tiny_checkpoints, synthetic_root, monkeypatch):
-    import vicreg_bench.tasks.classification as C
-
     def broken(ctx):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(C, "run_voc07_svm", broken)
+    replace_run(monkeypatch, "voc07_svm", broken)
     out = full_run["tmp"] / "out_failed"
     rc = cli_main(run_args(tiny_checkpoints["trained"], synthetic_root, out, full_run["cache"],
                            "--tasks", "voc07_svm,imagenet_knn"))

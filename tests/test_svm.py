@@ -13,10 +13,9 @@ from sklearn.svm import LinearSVC
 from vicreg_bench.cli import main as cli_main
 from vicreg_bench.errors import UserError
 from vicreg_bench.metrics import vissl_average_precision
-from vicreg_bench.tasks.feature_files import save_feature_file
-from vicreg_bench.tasks.svm import (
-    LiblinearData, choose_cost, fit_binary_svm, fit_voc07_svms, normalize_features, kept_in_test, train_targets,
-)
+from vicreg_bench.features.files import save_feature_file
+from vicreg_bench.tasks.liblinear import LiblinearData, fit_binary_svm
+from vicreg_bench.tasks.svm_solver import choose_cost, fit_voc07_svms, kept_in_test, normalize_features, train_targets
 
 COSTS = [0.01, 0.1, 1.0, 10.0, 100.0]
 

@@ -5,9 +5,10 @@ Self-Supervised Learning", ICLR 2022 (arXiv:2105.04906); the text used here is
 `shared/paper/000_9a701a24304f970b.txt`. Every number is a ResNet-50 result (the tables' captions),
 in percent. A cell the paper prints as "-" is None here.
 
-Each table keeps the paper's own column names and row order, and maps every column to the harness's
-task and metric names (DESIGN.md), so `vicreg-bench compare --published` can put the paper's rows next
-to a user's results. The rows are kept exactly as printed (method name with its citation); rows of
+Each table keeps the paper's own column names and row order. Which task and metric a printed column is
+comes from the task registrations (`TaskSpec.published`: paper, table, column -> metric), so
+`vicreg-bench compare --published` can put the paper's rows next to a user's results and this module
+never names a task. The rows are kept exactly as printed (method name with its citation); rows of
 different tables are joined on the printed method name without its citation and without "(ours)":
 "SwAV [7]" (Tables 1 and 5) and "SwAV (w/ multi-crop) [7]" (Tables 1 and 2) stay separate rows, as
 in the paper.
@@ -19,12 +20,14 @@ import re
 from dataclasses import dataclass, field
 
 PAPER = {
+    "key": "vicreg",
     "title": "VICReg: Variance-Invariance-Covariance Regularization for Self-Supervised Learning",
     "authors": "Adrien Bardes, Jean Ponce, Yann LeCun",
     "venue": "ICLR 2022",
     "arxiv": "2105.04906",
     "file": "shared/paper/000_9a701a24304f970b.txt",
 }
+PAPERS = {PAPER["key"]: PAPER}
 
 ARCH = "resnet50"  # all three tables compare ResNet-50 backbones (table captions)
 
@@ -35,8 +38,8 @@ class PublishedTable:
 
     number: int
     caption: str
-    # (the paper's column name, our task name, our metric name), in the paper's column order
-    columns: tuple[tuple[str, str, str], ...]
+    # the paper's column names, in its order
+    columns: tuple[str, ...]
     # (method as printed, values in column order; None where the paper prints "-")
     rows: tuple[tuple[str, tuple[float | None, ...]], ...]
     # (method as printed, column name) -> the paper's note on that cell
@@ -48,12 +51,12 @@ TABLE1 = PublishedTable(
     caption="Evaluation on ImageNet: linear classification on frozen ResNet-50 features, and "
     "semi-supervised classification with 1% and 10% of the labels. Top-1 and Top-5 accuracy (%).",
     columns=(
-        ("Linear Classification Top-1", "imagenet_linear", "top1"),
-        ("Linear Classification Top-5", "imagenet_linear", "top5"),
-        ("Semi-supervised Top-1 1%", "imagenet_semisup_1pct", "top1"),
-        ("Semi-supervised Top-1 10%", "imagenet_semisup_10pct", "top1"),
-        ("Semi-supervised Top-5 1%", "imagenet_semisup_1pct", "top5"),
-        ("Semi-supervised Top-5 10%", "imagenet_semisup_10pct", "top5"),
+        "Linear Classification Top-1",
+        "Linear Classification Top-5",
+        "Semi-supervised Top-1 1%",
+        "Semi-supervised Top-1 10%",
+        "Semi-supervised Top-5 1%",
+        "Semi-supervised Top-5 10%",
     ),
     rows=(
         ("Supervised", (76.5, None, 25.4, 56.4, 48.4, 80.4)),
@@ -81,12 +84,12 @@ TABLE2 = PublishedTable(
     "iNat18, mAP for the VOC07 SVM); VOC07+12 detection AP50 (Faster R-CNN R50-C4); COCO detection "
     "and instance segmentation AP (Mask R-CNN R50-FPN).",
     columns=(
-        ("Places205", "places205_linear", "top1"),
-        ("VOC07", "voc07_svm", "mAP"),
-        ("iNat18", "inat18_linear", "top1"),
-        ("VOC07+12", "voc07_det", "AP50"),
-        ("COCO det", "coco_det", "bbox_AP"),
-        ("COCO seg", "coco_det", "segm_AP"),
+        "Places205",
+        "VOC07",
+        "iNat18",
+        "VOC07+12",
+        "COCO det",
+        "COCO seg",
     ),
     rows=(
         ("Supervised", (53.2, 87.5, 46.7, 81.3, 39.0, 35.4)),
@@ -113,8 +116,8 @@ TABLE5 = PublishedTable(
     number=5,
     caption="k-NN classifiers on ImageNet: Top-1 accuracy with 20 and 200 nearest neighbors.",
     columns=(
-        ("20-NN", "imagenet_knn", "k20_top1"),
-        ("200-NN", "imagenet_knn", "k200_top1"),
+        "20-NN",
+        "200-NN",
     ),
     rows=(
         ("NPID [43]", (None, 46.5)),
@@ -149,9 +152,10 @@ class PublishedValue:
     printed_method: str
     paper_column: str
     note: str | None = None
+    paper: str = "vicreg"
 
     def source(self) -> str:
-        return f"VICReg paper, Table {self.table}, row '{self.printed_method}', column '{self.paper_column}'"
+        return f"{paper_name(self.paper)}, Table {self.table}, row '{self.printed_method}', column '{self.paper_column}'"
 
 
 @dataclass
@@ -163,6 +167,11 @@ class PublishedRow:
     arch: str
     tables: list[int]
     values: dict[tuple[str, str], PublishedValue]
+    paper: str = "vicreg"
+
+    @property
+    def source(self) -> str:
+        return f"{paper_name(self.paper)}, Table {', '.join(str(t) for t in self.tables)}"
 
 
 def normalise_method(printed: str) -> str:
@@ -172,21 +181,37 @@ def normalise_method(printed: str) -> str:
     return " ".join(name.split())
 
 
+def paper_name(key: str) -> str:
+    """'VICReg paper' for the key 'vicreg'."""
+    return f"{PAPERS[key]['title'].split(':')[0]} paper" if key in PAPERS else key
+
+
+def column_keys(paper: str = "vicreg") -> dict[tuple[int, str], tuple[str, str]]:
+    """(table, printed column) -> (task, metric), from the task registrations."""
+    from vicreg_bench.tasks.catalog import all_tasks
+
+    return {(k.table, k.column): (spec.name, k.metric)
+            for spec in all_tasks().values() for k in spec.published if k.paper == paper}
+
+
 def published_rows() -> list[PublishedRow]:
-    """The paper's rows of Tables 1, 2 and 5, joined on the printed method name, in first-seen order."""
+    """The paper's rows of Tables 1, 2 and 5, joined on the printed method name, in first-seen order.
+    A printed column that no registered task claims is left out."""
+    keys = column_keys(PAPER["key"])
     rows: dict[str, PublishedRow] = {}
     for table in TABLES:
         for printed, values in table.rows:
             if len(values) != len(table.columns):
                 raise AssertionError(f"Table {table.number} row {printed!r}: {len(values)} values for {len(table.columns)} columns")
             name = normalise_method(printed)
-            row = rows.setdefault(name, PublishedRow(name, METHOD_IDS.get(name), ARCH, [], {}))
+            row = rows.setdefault(name, PublishedRow(name, METHOD_IDS.get(name), ARCH, [], {}, PAPER["key"]))
             row.tables.append(table.number)
-            for (column, task, metric), value in zip(table.columns, values):
-                if value is None:
+            for column, value in zip(table.columns, values):
+                if value is None or (table.number, column) not in keys:
                     continue
+                task, metric = keys[(table.number, column)]
                 row.values[(task, metric)] = PublishedValue(
-                    value, table.number, printed, column, table.cell_notes.get((printed, column))
+                    value, table.number, printed, column, table.cell_notes.get((printed, column)), PAPER["key"]
                 )
     return list(rows.values())
 

@@ -69,6 +69,23 @@ def save_backbone(state: dict[str, torch.Tensor], out: str | Path, *, force: boo
     return out
 
 
+def write_initial_backbone(arch: str, mlp: str, seed: int, out: str | Path) -> Path:
+    """The backbone a run with this arch, projector and seed starts from (torch seeded, then `VICReg(arch,
+    mlp)` built as the trainer builds it), written as a plain torchvision file: a random-init baseline."""
+    from vicreg_bench.checkpoints.convert import save_torchvision
+
+    from .model import VICReg
+
+    torch.manual_seed(seed)
+    model = VICReg(arch, mlp)
+    state = dict(backbone_state_dict(model))  # a plain dict: no VICReg tag, the weights are untrained
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_torchvision(state, out, force=True,
+                     metadata={"source": f"random initialisation of vicreg-train --arch {arch} --seed {seed}"})
+    return out
+
+
 def official_checkpoint(ckpt: dict) -> dict:
     """Strip a trainer checkpoint to the official `{epoch, model, optimizer}` form."""
     return {"epoch": ckpt["epoch"], "model": ckpt["model"], "optimizer": ckpt["optimizer"]}

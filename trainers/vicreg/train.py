@@ -34,7 +34,7 @@ from .checkpoint import load_checkpoint, load_official_model_state, restore_rng_
 from .data import GlobalBatchSampler, TwoViewImageFolder
 from .diagnostics import DiagnosticsMeter
 from .distributed import DistEnv, all_reduce_mean, convert_sync_batchnorm, init_distributed
-from .export import backbone_state_dict, save_backbone
+from .export import backbone_state_dict, save_backbone, write_initial_backbone
 from .loss import VARIANCE_FORMS
 from .model import VICReg
 from .optim import LARS, exclude_bias_and_norm, learning_rate
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("data")
-    g.add_argument("--data", "--data-dir", dest="data", required=True, metavar="DIR",
+    g.add_argument("--data", "--data-dir", dest="data", default=None, metavar="DIR",
                    help="ImageFolder root (one subfolder of images per class; labels are not used), or a folder "
                    "holding train/ (e.g. an ImageNet root, or <suite>/imagenet of `vicreg-bench data synth`)")
     g.add_argument("--image-size", type=int, default=224, help="crop size of each view (use e.g. 32-64 for small synthetic images)")
@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every-steps", type=int, default=0, help="also checkpoint every N steps (0: only at epoch ends)")
     g.add_argument("--diag-batches", type=int, default=10, help="batches per epoch used for the std / correlation diagnostics (0: off)")
     g.add_argument("--no-export", action="store_true", help="do not write <exp-dir>/<arch>.pth at the end")
+    g.add_argument("--write-init", metavar="PATH", default=None,
+                   help="only write the randomly initialised backbone a run with this --arch, --mlp and --seed starts "
+                   "from, as a torchvision file (a random-init baseline), then exit; needs no --data")
     g.add_argument("--dist-url", default="env://", help="process-group init method (torchrun sets the env:// variables)")
     g = p.add_argument_group("SLURM (through submitit)")
     g.add_argument("--slurm", action="store_true", help="submit this training as a SLURM job instead of running it here")
@@ -410,6 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.write_init:
+            path = write_initial_backbone(args.arch, args.mlp, args.seed, Path(args.write_init))
+            print(f"wrote {path}: the random initialisation of --arch {args.arch} --mlp {args.mlp} --seed {args.seed}")
+            return 0
+        if args.data is None:
+            parser.error("the following arguments are required: --data")
         if args.slurm:
             from .slurm import submit
 

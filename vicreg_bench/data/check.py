@@ -1,13 +1,10 @@
-"""Report which datasets under the data root are found, missing or malformed, before any compute starts.
-
-    vicreg-bench data check [--data-root DIR] [--datasets NAMES] [--json] [--verify-images]
+"""Which datasets under the data root are found, missing or malformed, before any compute starts.
 
 For each dataset it opens every split through the same readers the benchmarks use (lists and annotation
 files are parsed, every listed image must exist; images are decoded only with --verify-images), then
-prints found / missing /
-malformed, the image count per split, what is wrong (file and line), and, for a dataset that is not
-found, the exact layout expected. The data root is --data-root, else $VICREG_BENCH_DATA.
-Exit status: 0 when every checked dataset is found, 1 otherwise, 2 on a usage error.
+says found / missing / malformed, the image count per split, what is wrong (file and line), and, for a
+dataset that is not found, the exact layout expected (`vicreg-bench data check` prints it). What a task
+reads comes from its registration (`TaskSpec.data`).
 
 `vicreg-bench run` calls `preflight(tasks, data_root)` for the tasks it was asked to run, and fails
 fast listing everything missing at once (or skips those tasks with --skip-missing).
@@ -15,16 +12,13 @@ fast listing everything missing at once (or skips those tasks with --skip-missin
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from vicreg_bench.data.errors import DatasetMissingError
 from vicreg_bench.data.layouts import DATASETS, EXPECTED_LAYOUT, dataset_dir
-from vicreg_bench.data.registry import open_classification, open_detection, resolve_data_root
+from vicreg_bench.data.registry import open_classification, open_detection
 from vicreg_bench.errors import UserError
 
 STATES = ("found", "missing", "malformed")
@@ -40,21 +34,6 @@ DATASET_CHECKS: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "voc2012": (("detection", "trainval", False),),
     "coco": (("detection", "train2017", False), ("detection", "val2017", False)),
 }  # fmt: skip
-
-# What each benchmark task (DESIGN.md task names) needs: dataset -> [(kind, split)].
-TASK_DATA: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
-    "imagenet_linear": {"imagenet": (("classification", "train"), ("classification", "val"))},
-    "imagenet_knn": {"imagenet": (("classification", "train"), ("classification", "val"))},
-    "imagenet_semisup_1pct": {"imagenet": (("classification", "train_1pct"), ("classification", "val"))},
-    "imagenet_semisup_10pct": {"imagenet": (("classification", "train_10pct"), ("classification", "val"))},
-    "places205_linear": {"places205": (("classification", "train"), ("classification", "val"))},
-    "inat18_linear": {"inat2018": (("classification", "train"), ("classification", "val"))},
-    "voc07_svm": {"voc2007": (("classification", "trainval"), ("classification", "test"))},
-    "voc07_det": {"voc2007": (("detection", "trainval"), ("detection", "test")),
-                  "voc2012": (("detection", "trainval"),)},
-    "coco_det": {"coco": (("detection", "train2017"), ("detection", "val2017"))},
-}  # fmt: skip
-
 
 @dataclass
 class DatasetStatus:
@@ -157,12 +136,20 @@ def dataset_status(
     return status
 
 
+def task_data() -> dict[str, dict[str, tuple[tuple[str, str], ...]]]:
+    """task -> {dataset: ((reader kind, split), ...)}: what each registered task reads (its registration)."""
+    from vicreg_bench.tasks.catalog import all_tasks
+
+    return {name: dict(spec.data) for name, spec in all_tasks().items()}
+
+
 def datasets_needed(names: Iterable[str]) -> dict[str, list[tuple[str, str, bool]]]:
     """Task or dataset names -> {dataset: checks}; a task needs only its own splits, a dataset all of them."""
+    tasks = task_data()
     out: dict[str, list[tuple[str, str, bool]]] = {}
     for n in names:
-        if n in TASK_DATA:
-            for ds, reqs in TASK_DATA[n].items():
+        if n in tasks:
+            for ds, reqs in tasks[n].items():
                 for kind, split in reqs:
                     if (kind, split, False) not in out.setdefault(ds, []):
                         out[ds].append((kind, split, False))
@@ -172,7 +159,7 @@ def datasets_needed(names: Iterable[str]) -> dict[str, list[tuple[str, str, bool
                     out[n].append(chk)
         else:
             raise UserError(
-                f"unknown dataset or task {n!r}; datasets: {', '.join(DATASETS)}; tasks: {', '.join(TASK_DATA)}"
+                f"unknown dataset or task {n!r}; datasets: {', '.join(DATASETS)}; tasks: {', '.join(tasks)}"
             )
     return out
 
@@ -186,7 +173,7 @@ def task_problems(task: str, statuses: Iterable[DatasetStatus]) -> list[str]:
     """Why `task` cannot run with these preflight statuses (empty list: it can)."""
     by_name = {s.name: s for s in statuses}
     problems = []
-    for ds, reqs in TASK_DATA[task].items():
+    for ds, reqs in task_data()[task].items():
         st = by_name.get(ds)
         if st is None:
             problems.append(f"{ds}: not checked")
@@ -227,33 +214,3 @@ def format_report(statuses: list[DatasetStatus], data_root: Path) -> str:
     found = sum(s.ok for s in statuses)
     out.append(f"{found} of {len(statuses)} datasets found")
     return "\n".join(out)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", type=Path, default=None, help="data root (default: $VICREG_BENCH_DATA)")
-    parser.add_argument(
-        "--datasets",
-        default=",".join(DATASETS),
-        help=f"comma-separated dataset or task names to check (default: all: {','.join(DATASETS)})",
-    )
-    parser.add_argument("--json", action="store_true", help="print the statuses as JSON instead of a report")
-    parser.add_argument(
-        "--verify-images",
-        action="store_true",
-        help="also decode every image and list the ones that cannot be read (a full pass over the data)",
-    )
-
-
-def main(args: argparse.Namespace) -> int:
-    data_root = resolve_data_root(args.data_root)
-    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
-    statuses = []
-    for ds, checks in datasets_needed(names).items():
-        print(f"checking {ds} ...", file=sys.stderr, flush=True)
-        statuses.append(dataset_status(ds, data_root, checks, verify_images=args.verify_images, progress=True))
-    if args.json:
-        json.dump([s.to_dict() for s in statuses], sys.stdout, indent=2)
-        print()
-    else:
-        print(format_report(statuses, data_root))
-    return 0 if all(s.ok for s in statuses) else 1

@@ -28,7 +28,7 @@ from vicreg_bench.detection.options import DetOptions
 from vicreg_bench.detection.protocols import CONFIG_DIR, DetProtocol, protocol_record, resolve_schedule, resolve_sizes
 from vicreg_bench.detection.rcnn_parts import IMAGENET_MEAN, IMAGENET_STD
 from vicreg_bench.errors import UserError
-from vicreg_bench.tasks.base import TaskContext, TaskOutput
+from vicreg_bench.tasks.context import TaskContext, TaskOutput
 
 # detectron2 ResNet settings per trunk (its C4 head builds bottleneck blocks only)
 D2_ARCHS = {
@@ -45,10 +45,10 @@ def _tuple(values) -> str:
     return "(" + ", ".join(str(v) for v in values) + ("," if len(values) == 1 else "") + ")"
 
 
-def effective_batch(ctx_options: dict, num_gpus: int, num_machines: int) -> int:
+def effective_batch(ims_per_batch: int | None, num_gpus: int, num_machines: int) -> int:
     """det_ims_per_batch when given, else 2 images per GPU as in the protocol (16 on 8 GPUs), at most 16."""
-    if ctx_options.get("det_ims_per_batch") is not None:
-        return int(ctx_options["det_ims_per_batch"])
+    if ims_per_batch is not None:
+        return int(ims_per_batch)
     return min(16, 2 * num_gpus * num_machines)
 
 
@@ -113,9 +113,9 @@ def build_command(
     return cmd, notes + size_notes
 
 
-def parse_results(task: str, results: dict) -> dict:
+def parse_results(evaluator: str, results: dict) -> dict:
     """detectron2's evaluator output -> our metric names (percentages already)."""
-    if task == "voc07_det":
+    if evaluator == "voc":
         box = results.get("bbox") or {}
         missing = [k for k in ("AP", "AP50", "AP75") if k not in box]
         if missing:
@@ -161,7 +161,7 @@ def run_detectron2(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, lo
     num_gpus = opts.num_gpus or torch.cuda.device_count()
     if num_gpus < 1:
         raise UserError("the detectron2 engine trains on CUDA GPUs and none is visible; use --det-engine torchvision on CPU")
-    opts = replace(opts, ims_per_batch=effective_batch(ctx.options, num_gpus, opts.num_machines))
+    opts = replace(opts, ims_per_batch=effective_batch(opts.ims_per_batch, num_gpus, opts.num_machines))
     from vicreg_bench.checkpoints.convert import save_detectron2_pkl
 
     work = Path(ctx.work_dir)
@@ -185,7 +185,7 @@ def run_detectron2(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, lo
     if not results_path.is_file():
         raise RuntimeError(f"{results_path}: detectron2 wrote no results (machine rank {opts.machine_rank}; machine 0 reports)")
     results = json.loads(results_path.read_text())["results"]
-    metrics = parse_results(protocol.task, results)
+    metrics = parse_results(protocol.evaluator, results)
     name, params, _ = protocol_record(protocol, opts, arch, num_gpus * opts.num_machines)
     # params = exactly the plan `run` hashes before running (so a finished task is skipped next time)
     launch = {"num_gpus": num_gpus, "num_machines": opts.num_machines, "config_file": protocol.config_file, "d2_opts": cmd[cmd.index("--data-root") + 2 :]}

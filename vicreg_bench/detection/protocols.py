@@ -1,7 +1,8 @@
-"""The two detection protocols of the paper's Table 2, and how run options change them (recorded as deviations).
+"""What a detection protocol is (`DetProtocol`), and how run options change it (recorded as deviations).
 
-Both engines read their schedule, input sizes and data splits from here, so the torchvision engine and the
-detectron2 configs cannot drift apart (tests check the YAML files against these values).
+The two protocols of the paper's Table 2 are defined with their tasks, in `vicreg_bench.tasks.detection`.
+Both engines read their schedule, input sizes and data splits from a DetProtocol, so the torchvision engine
+and the detectron2 configs cannot drift apart (tests check the YAML files against these values).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vicreg_bench.detection.options import DetOptions
-from vicreg_bench.detection.schedule import COCO_FPN_1X, VOC07_12_C4, Schedule, linear_scaled, scaled_period, shortened
-from vicreg_bench.detection.transforms import COCO_MIN_SIZES_TRAIN, MAX_SIZE, MIN_SIZE_TEST, VOC_MIN_SIZES_TRAIN, InputSizes, protocol_sizes
+from vicreg_bench.detection.schedule import Schedule, linear_scaled, scaled_period, shortened
+from vicreg_bench.detection.transforms import MAX_SIZE, MIN_SIZE_TEST, InputSizes, protocol_sizes
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "detectron2"
 CHECKPOINT_PERIOD = 5000  # detectron2 SOLVER.CHECKPOINT_PERIOD
@@ -29,42 +30,19 @@ class DetProtocol:
     with_masks: bool
     box_offset: float  # VOC boxes are 1-based pixel indices (detectron2 subtracts 1 from xmin/ymin)
     drop_crowd: bool
+    evaluator: str  # "voc" (AP, AP50, AP75 of VOC07) or "coco" (box and mask AP)
+    dataset_label: str  # the results' dataset name, e.g. "voc07+12"
 
 
-VOC07_12 = DetProtocol(
-    task="voc07_det",
-    name="voc07_12_faster_rcnn_R50_C4",
-    schedule=VOC07_12_C4,
-    min_sizes_train=VOC_MIN_SIZES_TRAIN,
-    train_sets=(("voc2007", "trainval"), ("voc2012", "trainval")),
-    test_set=("voc2007", "test"),
-    config_file="voc07_12_faster_rcnn_R50_C4.yaml",
-    with_masks=False,
-    box_offset=1.0,
-    drop_crowd=False,
-)
-COCO = DetProtocol(
-    task="coco_det",
-    name="coco_mask_rcnn_R50_FPN_1x",
-    schedule=COCO_FPN_1X,
-    min_sizes_train=COCO_MIN_SIZES_TRAIN,
-    train_sets=(("coco", "train2017"),),
-    test_set=("coco", "val2017"),
-    config_file="coco_mask_rcnn_R50_FPN_1x.yaml",
-    with_masks=True,
-    box_offset=0.0,
-    drop_crowd=True,
-)
-PROTOCOLS = {p.task: p for p in (VOC07_12, COCO)}
 
 
 def resolve_schedule(protocol: DetProtocol, opts: DetOptions) -> tuple[Schedule, int, list[str]]:
     """The schedule and checkpoint period that will run, and how they differ from the paper protocol."""
     notes: list[str] = []
-    sched = linear_scaled(protocol.schedule, opts.ims_per_batch)
-    if opts.ims_per_batch != protocol.schedule.ims_per_batch:
+    sched = linear_scaled(protocol.schedule, opts.batch)
+    if opts.batch != protocol.schedule.ims_per_batch:
         notes.append(
-            f"batch {opts.ims_per_batch} instead of {protocol.schedule.ims_per_batch}: linear scaling rule applied "
+            f"batch {opts.batch} instead of {protocol.schedule.ims_per_batch}: linear scaling rule applied "
             f"(lr {sched.base_lr:g}, {sched.max_iter} iterations, steps {list(sched.steps)}, warmup {sched.warmup_iters})"
         )
     period = opts.checkpoint_period or scaled_period(CHECKPOINT_PERIOD, sched, protocol.schedule)
@@ -122,4 +100,13 @@ def protocol_record(protocol: DetProtocol, opts: DetOptions, arch: str, num_proc
     }
     if opts.engine == "torchvision":
         params["num_processes"] = num_processes
+    # options that change the numbers, recorded when set (the paper protocol leaves them at their defaults)
+    if opts.amp != "auto":
+        params["amp"] = opts.amp
+    if opts.channels_last:
+        params["channels_last"] = True
+    if opts.d2_opts:
+        params["d2_opts"] = list(opts.d2_opts)
+        notes.append(f"detectron2 config overrides {' '.join(opts.d2_opts)} (not the protocol)")
+        params["paper_protocol"] = False
     return f"det_{protocol.name}_{opts.engine}", params, notes

@@ -19,7 +19,7 @@ from vicreg_bench.detection.options import DetOptions
 from vicreg_bench.detection.protocols import DetProtocol, protocol_record, resolve_schedule, resolve_sizes
 from vicreg_bench.detection.tv_engine import ConcatDetection, EngineSettings, dist_info, predict, train_detector
 from vicreg_bench.fileio import atomic_torch_save
-from vicreg_bench.tasks.base import TaskContext, TaskOutput
+from vicreg_bench.tasks.context import TaskContext, TaskOutput
 
 
 class DetectionInterrupted(RuntimeError):
@@ -44,7 +44,7 @@ def open_splits(protocol: DetProtocol, data_root: Path, on_bad_image: str = "err
 
 def dataset_record(protocol: DetProtocol, train: list, test: Any, num_test: int) -> dict:
     return {
-        "name": "voc07+12" if protocol.task == "voc07_det" else "coco2017",
+        "name": protocol.dataset_label,
         "splits": {"train": [f"{n}/{s}" for n, s in protocol.train_sets], "test": f"{protocol.test_set[0]}/{protocol.test_set[1]}"},
         "num_images": {"train": sum(len(d) for d in train), "test": num_test},
         "manifest_sha256": {
@@ -104,7 +104,7 @@ def coco_metrics(test: Any, predictions: list[dict], evaluated: list[int]) -> tu
 
 def run_torchvision(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, log: Callable[[str], None] = print) -> TaskOutput:
     t0 = time.perf_counter()
-    on_bad = str(ctx.options.get("on_bad_image", "error"))
+    on_bad = ctx.settings.on_bad_image
     train_sets, test = open_splits(protocol, Path(ctx.data_root), on_bad)
     schedule, period, notes = resolve_schedule(protocol, opts)
     sizes, size_notes = resolve_sizes(protocol, opts)
@@ -150,7 +150,7 @@ def run_torchvision(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, l
     evaluated = list(range(n_test))
     if predictions is None:  # not the main process: rank 0 reports
         metrics, extra = {}, {}
-    elif protocol.task == "voc07_det":
+    elif protocol.evaluator == "voc":
         metrics, extra = voc_metrics(test, predictions, evaluated)
     else:
         metrics, extra = coco_metrics(test, predictions, evaluated)

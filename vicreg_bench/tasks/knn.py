@@ -14,20 +14,33 @@ Differences from the reference code, none of which changes its numbers:
 - ties between classes with equal vote totals go to the lower class index (the reference leaves
   them to torch.sort's unspecified order).
 
-Example:
-    vicreg-bench knn --train train.npz --test val.npz --k 20 200 --temperature 0.07 --json knn.json
+The task `imagenet_knn` (paper Table 5) runs it on Resize(256, bicubic) + CenterCrop(224) features
+of ImageNet train and val; `vicreg-bench knn` runs it on feature files.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from vicreg_bench.errors import UserError
+from vicreg_bench.tasks.common import (
+    dataset_block,
+    extraction_throughput,
+    need_features,
+    on_main,
+    overrides,
+    precision_of,
+    skipped_files,
+    transform_params,
+)
+from vicreg_bench.tasks.context import TaskContext, TaskOutput
+from vicreg_bench.tasks.options import OptionError, TaskOptions, option
+from vicreg_bench.tasks.registry import Column, PublishedKey, Resources, register_task
 
 DEFAULT_KS = (10, 20, 100, 200)
 DEFAULT_TEMPERATURE = 0.07
@@ -267,52 +280,73 @@ def knn_protocol_params(ks: Sequence[int], temperature: float | Sequence[float])
     return {"ks": sorted({int(k) for k in ks}), "temperatures": temps, "l2_normalize": True, "weights": "exp(sim/T)"}
 
 
-# ----------------------------------------------------------------------------------------------
-# command line
+# ------------------------------------------------------------------------------------ the imagenet_knn task
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train", required=True, metavar="A.npz", help="train features: 'features' N x D, 'labels' (N,) class indices")
-    parser.add_argument("--test", required=True, metavar="B.npz", help="test features, same D")
-    parser.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_KS), metavar="K", help="numbers of neighbours (default: 10 20 100 200)")
-    parser.add_argument(
-        "--temperature", type=float, nargs="+", default=[DEFAULT_TEMPERATURE], metavar="T",
-        help="vote temperature(s) (default 0.07); the first gives the plain metric names, others add _T<value>",
+@dataclass(frozen=True)
+class KnnOptions(TaskOptions):
+    knn_ks: tuple[int, ...] = option(DEFAULT_KS, "numbers of neighbours k (one metric pair per k)", minimum=1)
+    knn_temperature: float = option(DEFAULT_TEMPERATURE, "temperature T of the votes exp(similarity / T)")
+
+    def validate(self) -> None:
+        if not self.knn_ks:
+            raise OptionError("option knn_ks: expected at least one k")
+        if not self.knn_temperature > 0:
+            raise OptionError(f"option knn_temperature: expected a positive number, got {self.knn_temperature}")
+
+
+def protocol_imagenet_knn(ctx: TaskContext) -> tuple[str, dict]:
+    params = {
+        **knn_protocol_params(ctx.options.knn_ks, ctx.options.knn_temperature),
+        "dataset": "imagenet", "train_split": "train", "test_split": "val",
+        "transform": transform_params(ctx, "knn"),
+        "precision": precision_of(ctx),
+        "layer": "res5avg",
+        "reference": "facebookresearch/dino eval_knn.py",
+    }
+    if ov := overrides(ctx, ("image_size", "resize")):
+        params["overrides"] = ov
+    return "knn_dino", params
+
+
+@register_task(
+    name="imagenet_knn",
+    summary="weighted k-NN on ImageNet (DINO protocol)",
+    protocol=protocol_imagenet_knn,
+    options=KnnOptions,
+    data={"imagenet": (("classification", "train"), ("classification", "val"))},
+    metrics=tuple(metric_name(k, top) for k in DEFAULT_KS for top in (1, 5)),
+    headline=("k20_top1", "k200_top1"),
+    result_schema="knn_task",
+    columns=(Column("k20_top1", 5, "20-NN", 150), Column("k200_top1", 5, "200-NN", 160)),
+    paper_settings={"temperature": DEFAULT_TEMPERATURE},
+    published=(PublishedKey("vicreg", 5, "20-NN", "k20_top1"), PublishedKey("vicreg", 5, "200-NN", "k200_top1")),
+    suites=("knn",),
+    order=10,
+    has_fast=True,
+    resources=Resources(device="gpu", gpus=1, cpus=10, mem_gb=96, hours=3.0),
+)
+def run_imagenet_knn(ctx: TaskContext) -> TaskOutput:
+    name, params = protocol_imagenet_knn(ctx)
+    feats = need_features(ctx)
+    train = feats("imagenet", "train", "knn")
+    test = feats("imagenet", "val", "knn")
+    num_classes = max(len(train.class_names), int(train.labels.max()) + 1, int(test.labels.max()) + 1)
+
+    def compute():
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():  # a k above the train size is clamped; knn_notes records it
+            warnings.simplefilter("ignore", UserWarning)
+            m = knn_classify(train.features, train.labels, test.features, test.labels, ks=params["ks"],
+                             temperature=params["temperatures"][0], num_classes=num_classes, device=ctx.device)
+        return m, time.perf_counter() - t0
+
+    metrics, seconds = on_main(compute)
+    throughput = extraction_throughput(train, test)
+    throughput["knn_seconds"] = round(seconds, 3)
+    return TaskOutput(
+        metrics=metrics, protocol_name=name, protocol_params=params,
+        dataset=dataset_block("imagenet", {"train": train, "test": test}), throughput=throughput,
+        extra={"notes": knn_notes(train.num_images, params["ks"], ctx.device),
+               "skipped_files": skipped_files(train, test)},
     )
-    parser.add_argument("--num-classes", type=int, default=None, help="number of classes (default: largest label + 1)")
-    parser.add_argument("--device", default="cpu", help="cpu (FAISS CPU), cuda[:i] (FAISS GPU if available, else torch), or auto")
-    parser.add_argument("--chunk-size", type=int, default=8192, help="test features searched per chunk (bounds memory)")
-    parser.add_argument("--json", metavar="OUT", default=None, help="also write the metrics and settings to this JSON file (atomic)")
-
-
-def main(args: argparse.Namespace) -> int:
-    from vicreg_bench.fileio import atomic_write_json
-    from vicreg_bench.tasks.feature_files import check_compatible, load_feature_file
-
-    if args.chunk_size < 1:
-        raise UserError("--chunk-size must be >= 1")
-    train = load_feature_file(args.train, "indices", "--train")
-    test = load_feature_file(args.test, "indices", "--test")
-    check_compatible(train, test)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        metrics = knn_classify(
-            train.features, train.labels, test.features, test.labels, ks=args.k, temperature=args.temperature,
-            num_classes=args.num_classes, device=args.device, chunk_size=args.chunk_size, progress=True,
-        )
-    seconds = time.perf_counter() - start
-    notes = knn_notes(train.num_samples, args.k, args.device)
-    print(f"k-NN on {train.num_samples} train / {test.num_samples} test features ({train.dim}-d), {seconds:.1f} s")
-    for note in notes:
-        print(f"  note: {note}")
-    print(f"  {'metric':<24}{'value':>8}")
-    for name, value in metrics.items():
-        print(f"  {name:<24}{value:>8.2f}")
-    if args.json:
-        atomic_write_json(args.json, {
-            "command": "knn", "protocol": "knn_dino", "params": knn_protocol_params(args.k, args.temperature),
-            "train": train.summary(), "test": test.summary(), "metrics": metrics, "notes": notes, "seconds": seconds,
-        })
-        print(f"wrote {args.json}")
-    return 0

@@ -1,288 +1,258 @@
-"""Linear probe on cached frozen features (`--protocol fast`): BatchNorm1d + Linear, SGD.
+"""The linear probes on a frozen trunk: `imagenet_linear` (Table 1), `places205_linear`, `inat18_linear` (Table 2).
 
-The head and optimiser are the paper protocol's (PROTOCOLS.md): BatchNorm1d (affine, eps 1e-5) on
-the res5avg feature, then Linear, initialised N(0, 0.01) with bias 0 (vicreg evaluate.py); SGD with
-momentum 0.9, batch 256, cross-entropy; the learning rate follows the task's schedule, set once per
-epoch (cosine over all epochs for ImageNet, /10 at milestone epochs for Places205 and iNat18).
-The final epoch is the headline; the best epoch is kept as extra information.
+Protocol `paper` (PROTOCOLS.md, paper appendix B.3/B.4): augmented training images (RandomResizedCrop +
+flip) go through the frozen trunk in eval mode every epoch; a head is trained with SGD (momentum 0.9, batch
+256) on the table's schedule by the one classification loop (`train_loop`, mode `freeze`), and top-1/top-5
+are measured on the val set after every epoch. The final epoch is the headline, the best one is kept as
+extra. The head is BatchNorm1d + Linear (PROTOCOLS.md; VISSL `eval_mlp`), the Linear initialised N(0, 0.01)
+with bias 0 (vicreg evaluate.py). ImageNet: lr 0.02, wd 1e-6, cosine over 100 epochs stepped per epoch
+(evaluate.py, whose head is a plain Linear: `--linear-head linear` reproduces that); Places205 / iNat18: the
+paper's B.4 schedules. Because the trunk is frozen and the test transform deterministic, the per-epoch
+evaluation reads cached centre-crop val features: the same numbers as pushing the val images through the
+trunk every epoch, without the cost. A per-epoch checkpoint in the work dir makes the task resumable.
 
-What makes it "fast", and different from the paper protocol: the features are computed once from
-center-cropped images (no RandomResizedCrop/flip augmentation per epoch), kept as one tensor on the
-device, and shuffled by index each epoch (no DataLoader). Numbers are therefore NOT the paper's
-linear-probe numbers: results record the protocol as `linear_fast`.
+Protocol `fast`: the same heads and schedules trained on cached centre-crop features of the train set (no
+augmentation) by `linear_fast.train_linear_on_features`; labelled `linear_fast`, never the paper's number.
 
-Example:
-    vicreg-bench linear --train in1k_train.npz --test in1k_val.npz --preset imagenet --json lin.json
+Under torchrun the paper protocol is data-parallel (DDP on the head, each process takes its share of every
+batch, BatchNorm over the global batch); the fast head runs on rank 0 and its output is broadcast.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
 import time
-from typing import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
-import numpy as np
+import torch
 
 from vicreg_bench.errors import UserError
+from vicreg_bench.results.entry import protocol_hash
+from vicreg_bench.tasks.common import (
+    dataset_block,
+    extraction_throughput,
+    image_sizes,
+    need_features,
+    normalize_input,
+    on_main,
+    overrides,
+    precision_of,
+    skipped_files,
+    transform_params,
+)
+from vicreg_bench.tasks.context import TaskContext, TaskOutput
+from vicreg_bench.tasks.heads import HEAD_INIT, make_head
+from vicreg_bench.tasks.options import TaskOptions, option
+from vicreg_bench.tasks.registry import Column, PublishedKey, Resources, register_task
+from vicreg_bench.tasks.train_loop import (
+    MOMENTUM,
+    Classifier,
+    LoopSpec,
+    evaluate_logits,
+    make_scheduler,
+    summarize,
+    train_epochs,
+)
 
-# Settings of the linear protocols (PROTOCOLS.md table; the *_vissl rows are VISSL's benchmark configs).
-LINEAR_PRESETS: dict[str, dict] = {
-    "imagenet": {"lr": 0.02, "weight_decay": 1e-6, "epochs": 100, "schedule": "cosine", "nesterov": False, "bn_weight_decay": True},
-    "places205": {"lr": 0.003, "weight_decay": 1e-4, "epochs": 28, "schedule": [4, 8, 12], "nesterov": False, "bn_weight_decay": True},
-    "inat18": {"lr": 0.005, "weight_decay": 1e-4, "epochs": 84, "schedule": [24, 48, 72], "nesterov": False, "bn_weight_decay": True},
-    "places205_vissl": {"lr": 0.01, "weight_decay": 5e-4, "epochs": 14, "schedule": [4, 8, 12], "nesterov": True, "bn_weight_decay": False},
-    "inat18_vissl": {"lr": 0.01, "weight_decay": 5e-4, "epochs": 84, "schedule": [24, 48, 72], "nesterov": True, "bn_weight_decay": False},
+BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class LinearProtocol:
+    dataset: str
+    lr: float
+    weight_decay: float
+    schedule: str | tuple[int, ...]  # "cosine" (per epoch, to 0) or milestone epochs (lr /10 at each)
+    reference: str
+    train_split: str = "train"
+    test_split: str = "val"
+
+
+LINEAR_PROTOCOLS: dict[str, LinearProtocol] = {
+    "imagenet_linear": LinearProtocol(
+        "imagenet", 0.02, 1e-6, "cosine",
+        "paper B.3; facebookresearch/vicreg evaluate.py --weights freeze --lr-head 0.02 (its head is a plain "
+        "Linear: --linear-head linear)"),
+    "places205_linear": LinearProtocol(
+        "places205", 0.003, 1e-4, (4, 8, 12), "paper B.4 (head: VISSL eval_mlp, BatchNorm + Linear)"),
+    "inat18_linear": LinearProtocol(
+        "inat2018", 0.005, 1e-4, (24, 48, 72), "paper B.4 (head: VISSL eval_mlp, BatchNorm + Linear)"),
 }
 
 
-def learning_rate(base_lr: float, epoch: int, epochs: int, schedule: str | Sequence[int]) -> float:
-    """LR used during `epoch` (0-based): cosine annealing to 0 over `epochs` (torch's
-    CosineAnnealingLR stepped per epoch, as in vicreg evaluate.py), or base_lr / 10 per milestone passed."""
-    if isinstance(schedule, str):
-        if schedule != "cosine":
-            raise UserError(f"--schedule {schedule!r}: expected 'cosine' or milestone epochs")
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
-    return base_lr * 0.1 ** sum(epoch >= m for m in schedule)
+@dataclass(frozen=True)
+class LinearOptions(TaskOptions):
+    """ImageNet's schedule; the other linear tasks change the number of epochs only."""
+
+    epochs: int = option(100, "training epochs (lr milestones move in proportion when shortened)", minimum=1)
+    batch_size: int = option(BATCH_SIZE, "global batch size of the head's training", minimum=2)
+    linear_head: Literal["bn_linear", "linear"] = option(
+        "bn_linear", "bn_linear: BatchNorm1d + Linear (PROTOCOLS.md, VISSL); linear: plain Linear (evaluate.py; "
+        "paper protocol only)")
 
 
-def build_head(dim: int, num_classes: int):
-    """BatchNorm1d(dim, eps 1e-5, affine) -> Linear(dim, num_classes) with weight N(0, 0.01), bias 0."""
-    import torch.nn as nn
-
-    linear = nn.Linear(dim, num_classes)
-    linear.weight.data.normal_(mean=0.0, std=0.01)
-    linear.bias.data.zero_()
-    return nn.Sequential(nn.BatchNorm1d(dim, eps=1e-5, affine=True), linear)
+@dataclass(frozen=True)
+class Places205LinearOptions(LinearOptions):
+    epochs: int = option(28, "training epochs (lr milestones move in proportion when shortened)", minimum=1)
 
 
-class _cpu_threads:
-    """Use fewer CPU threads for small heads: with tiny matrices, OpenMP synchronisation costs more than it
-    saves (and on a busy machine a spinning 2-thread barrier can make each step 20x slower)."""
-
-    def __init__(self, device, work_per_step: float):
-        self.active = device.type == "cpu" and work_per_step < 5e7
-
-    def __enter__(self):
-        import torch
-
-        self.saved = torch.get_num_threads()
-        if self.active:
-            torch.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.saved)
+@dataclass(frozen=True)
+class Inat18LinearOptions(LinearOptions):
+    epochs: int = option(84, "training epochs (lr milestones move in proportion when shortened)", minimum=1)
 
 
-def _evaluate(model, x, y, chunk: int = 16384) -> tuple[float, float, float]:
-    import torch
-    import torch.nn.functional as F
-
-    from vicreg_bench.metrics import topk_accuracy
-
-    model.eval()
-    with torch.no_grad():
-        logits = torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
-        loss = float(F.cross_entropy(logits, y))
-        acc = topk_accuracy(logits, y, ks=(1, 5))
-    return acc[1], acc[5], loss
+def scaled_milestones(milestones: tuple[int, ...], paper_epochs: int, epochs: int) -> list[int]:
+    """The table's lr drops moved proportionally when --epochs shortens the schedule."""
+    if epochs == paper_epochs:
+        return list(milestones)
+    scaled = {int(round(m * epochs / paper_epochs)) for m in milestones}
+    return sorted(m for m in scaled if 1 <= m < epochs)
 
 
-def _train_epochs(model, optimizer, x, y, xt, yt, bar, lr, epochs, schedule, batch_size, generator, history) -> None:
-    """The epoch loop: set the epoch's lr, one pass over a fresh permutation, evaluate, record."""
-    import torch
-    import torch.nn.functional as F
-
-    n = x.shape[0]
-    for epoch in bar:
-        epoch_lr = learning_rate(lr, epoch, epochs, schedule)
-        for group in optimizer.param_groups:
-            group["lr"] = epoch_lr
-        model.train()
-        perm = torch.randperm(n, generator=generator).to(x.device)
-        total_loss = torch.zeros((), device=x.device)
-        seen = 0
-        for i in range(0, n, batch_size):
-            idx = perm[i : i + batch_size]
-            if idx.numel() < 2:  # BatchNorm cannot train on a single sample: skip a last batch of one
-                continue
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach() * idx.numel()
-            seen += idx.numel()
-        top1, top5, test_loss = _evaluate(model, xt, yt)
-        history.append({"epoch": epoch + 1, "lr": epoch_lr, "train_loss": float(total_loss) / seen,
-                        "top1": top1, "top5": top5, "test_loss": test_loss})
-        bar.set_postfix(top1=f"{top1:.2f}")
-
-
-def train_linear_on_features(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    test_x: np.ndarray,
-    test_y: np.ndarray,
-    *,
-    epochs: int,
-    lr: float,
-    weight_decay: float,
-    schedule: str | Sequence[int],
-    batch_size: int = 256,
-    momentum: float = 0.9,
-    nesterov: bool = False,
-    seed: int = 0,
-    device: str = "cpu",
-    num_classes: int | None = None,
-    bn_weight_decay: bool = True,
-    progress: bool = False,
-) -> dict:
-    """Train the BN + linear head on features and evaluate after every epoch.
-
-    Returns `top1`, `top5` (percent, final epoch), `best_top1`, `best_epoch` (1-based), `history`
-    (per epoch: epoch, lr, train_loss, top1, top5, test_loss), `seconds`, `epochs_per_second`.
-    Same seed, same inputs, same device -> same numbers.
-    """
-    import torch
-    from tqdm import tqdm
-
-    if epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {epochs}")
-    if batch_size < 2:
-        raise UserError(f"--batch-size must be >= 2 (BatchNorm needs 2 samples), got {batch_size}")
-    if lr <= 0 or weight_decay < 0:
-        raise UserError(f"need lr > 0 and weight decay >= 0, got lr {lr}, wd {weight_decay}")
-    if not isinstance(schedule, str) and any(int(m) < 1 for m in schedule):
-        raise UserError(f"--schedule milestones must be epochs >= 1, got {list(schedule)}")
-    train_y = np.asarray(train_y, dtype=np.int64).reshape(-1)
-    test_y = np.asarray(test_y, dtype=np.int64).reshape(-1)
-    if train_x.shape[0] != train_y.shape[0] or test_x.shape[0] != test_y.shape[0]:
-        raise UserError("features and labels have different numbers of rows")
-    if train_x.shape[1] != test_x.shape[1]:
-        raise UserError(f"train features are {train_x.shape[1]}-d but test features {test_x.shape[1]}-d")
-    if train_x.shape[0] < 2:
-        raise UserError("the linear probe needs at least 2 train features (BatchNorm)")
-    needed = int(max(train_y.max(), test_y.max())) + 1
-    num_classes = needed if num_classes is None else int(num_classes)
-    if num_classes < needed:
-        raise UserError(f"num_classes {num_classes} is smaller than the largest label + 1 ({needed})")
-
-    start = time.perf_counter()
-    dev = torch.device(device)
-    torch.manual_seed(seed)
-    model = build_head(train_x.shape[1], num_classes).to(dev)
-    x = torch.as_tensor(np.ascontiguousarray(train_x, dtype=np.float32), device=dev)
-    y = torch.as_tensor(train_y, device=dev)
-    xt = torch.as_tensor(np.ascontiguousarray(test_x, dtype=np.float32), device=dev)
-    yt = torch.as_tensor(test_y, device=dev)
-    bn_params = list(model[0].parameters())
-    groups = [{"params": list(model[1].parameters()), "weight_decay": weight_decay},
-              {"params": bn_params, "weight_decay": weight_decay if bn_weight_decay else 0.0}]
-    optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-
-    history = []
-    bar = tqdm(range(epochs), desc="linear probe", unit="epoch", disable=not progress, leave=False)
-    with _cpu_threads(dev, float(batch_size) * x.shape[1] * num_classes):
-        _train_epochs(model, optimizer, x, y, xt, yt, bar, lr, epochs, schedule, batch_size, generator, history)
-    seconds = time.perf_counter() - start
-    best = max(history, key=lambda h: (h["top1"], -h["epoch"]))  # earliest epoch among equal bests
+def linear_settings(ctx: TaskContext, task: str) -> dict:
+    """The effective optimisation settings of a linear task: the table's, with the user's options."""
+    p = LINEAR_PROTOCOLS[task]
+    o = ctx.options
+    paper_epochs = type(o)().epochs
+    schedule: Any = "cosine" if p.schedule == "cosine" else {
+        "milestones": scaled_milestones(p.schedule, paper_epochs, o.epochs), "gamma": 0.1}
     return {
-        "top1": history[-1]["top1"], "top5": history[-1]["top5"], "best_top1": best["top1"],
-        "best_epoch": best["epoch"], "history": history, "seconds": seconds, "epochs_per_second": epochs / seconds,
+        "dataset": p.dataset, "train_split": p.train_split, "test_split": p.test_split,
+        "epochs": o.epochs, "lr": p.lr, "weight_decay": p.weight_decay, "momentum": MOMENTUM, "nesterov": False,
+        "batch_size": o.batch_size, "schedule": schedule, "lr_step": "per epoch",
+        "head": o.linear_head, "head_init": HEAD_INIT, "loss": "cross_entropy",
+        "headline": "final epoch", "reference": p.reference,
     }
 
 
-def linear_protocol_params(epochs, lr, weight_decay, schedule, batch_size=256, momentum=0.9, nesterov=False,
-                           bn_weight_decay=True) -> dict:
-    """Every setting that changes the fast linear numbers (for the results JSON protocol hash)."""
-    return {
-        "head": "BatchNorm1d(eps=1e-5, affine) + Linear, N(0, 0.01) init", "features": "cached center-crop",
-        "epochs": int(epochs), "lr": float(lr), "weight_decay": float(weight_decay),
-        "schedule": schedule if isinstance(schedule, str) else [int(m) for m in schedule],
-        "batch_size": int(batch_size), "momentum": float(momentum), "nesterov": bool(nesterov),
-        "bn_weight_decay": bool(bn_weight_decay),
-    }
+def protocol_linear(ctx: TaskContext, task: str) -> tuple[str, dict]:
+    params = linear_settings(ctx, task)
+    params["precision"] = precision_of(ctx)
+    params["test_transform"] = transform_params(ctx, "eval")
+    if ctx.protocol == "fast":
+        if params["head"] != "bn_linear":
+            raise UserError("--linear-head linear is not available with --protocol fast (its head is BN + Linear)")
+        params["train_features"] = transform_params(ctx, "eval")
+        params["augmentation"] = "none (cached centre-crop features)"
+        name = "linear_fast"
+    else:
+        from vicreg_bench.data.transforms import linear_train_transform
+
+        size, _ = image_sizes(ctx)
+        params["train_transform"] = {"name": "linear_train", "size": size, "normalize": normalize_input(ctx),
+                                     "repr": repr(linear_train_transform(size=size, normalize=normalize_input(ctx)))}
+        params["trunk"] = "frozen, eval mode"
+        name = "linear_paper"
+    if ov := overrides(ctx, ("epochs", "batch_size", "image_size", "resize", "linear_head")):
+        params["overrides"] = ov
+    return name, params
 
 
-# ----------------------------------------------------------------------------------------------
-# command line
+def run_linear(ctx: TaskContext, task: str) -> TaskOutput:
+    name, params = protocol_linear(ctx, task)
+    if ctx.protocol == "fast":
+        return _linear_fast(ctx, name, params)
+    return _linear_paper(ctx, name, params)
 
 
-def _parse_schedule(text: str) -> str | list[int]:
-    if text == "cosine":
-        return "cosine"
-    try:
-        milestones = [int(m) for m in text.replace(" ", "").split(",") if m]
-    except ValueError:
-        raise UserError(f"--schedule {text!r}: expected 'cosine' or comma-separated milestone epochs like 4,8,12") from None
-    if not milestones:
-        raise UserError("--schedule: give 'cosine' or milestone epochs like 4,8,12")
-    return milestones
+def _linear_fast(ctx: TaskContext, name: str, params: dict) -> TaskOutput:
+    from vicreg_bench.tasks.linear_fast import train_linear_on_features
+
+    feats = need_features(ctx)
+    train = feats(params["dataset"], params["train_split"], "eval")
+    test = feats(params["dataset"], params["test_split"], "eval")
+    schedule = "cosine" if params["schedule"] == "cosine" else list(params["schedule"]["milestones"])
+    num_classes = max(len(train.class_names), int(train.labels.max()) + 1, int(test.labels.max()) + 1)
+
+    def compute():
+        t0 = time.perf_counter()
+        r = train_linear_on_features(
+            train.features, train.labels, test.features, test.labels, epochs=params["epochs"], lr=params["lr"],
+            weight_decay=params["weight_decay"], schedule=schedule, batch_size=params["batch_size"],
+            momentum=params["momentum"], nesterov=params["nesterov"], seed=ctx.seed, device=ctx.device,
+            num_classes=num_classes)
+        return dict(r), time.perf_counter() - t0
+
+    r, seconds = on_main(compute)
+    extra = {k: v for k, v in r.items() if k not in ("top1", "top5")}
+    extra["skipped_files"] = skipped_files(train, test)
+    throughput = extraction_throughput(train, test)
+    throughput["train_seconds"] = round(seconds, 3)
+    throughput["epochs_per_s"] = round(params["epochs"] / seconds, 3) if seconds > 0 else None
+    return TaskOutput(metrics={"top1": float(r["top1"]), "top5": float(r["top5"])}, protocol_name=name,
+                      protocol_params=params, dataset=dataset_block(params["dataset"], {"train": train, "test": test}),
+                      throughput=throughput, extra=extra)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train", required=True, metavar="A.npz", help="train features: 'features' N x D, 'labels' (N,) class indices")
-    parser.add_argument("--test", required=True, metavar="B.npz", help="test features, same D")
-    parser.add_argument("--preset", choices=sorted(LINEAR_PRESETS), default="imagenet",
-                        help="protocol settings to start from (default imagenet: lr 0.02, wd 1e-6, 100 epochs, cosine)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
-    parser.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
-    parser.add_argument("--weight-decay", type=float, default=None, help="override the preset's weight decay")
-    parser.add_argument("--schedule", default=None, help="'cosine' or milestone epochs where the lr is divided by 10, e.g. 4,8,12")
-    parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum (VISSL configs)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--num-classes", type=int, default=None, help="number of classes (default: largest label + 1)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--json", metavar="OUT", default=None, help="also write metrics, settings and per-epoch history to this JSON file (atomic)")
+def _linear_paper(ctx: TaskContext, name: str, params: dict) -> TaskOutput:
+    from vicreg_bench.data.registry import open_classification
+    from vicreg_bench.data.transforms import linear_train_transform
+    from vicreg_bench.features.extract import build_frozen_trunk, default_workers
+    from vicreg_bench.tasks.epoch_data import feature_batches
+
+    device = ctx.device
+    feats = need_features(ctx)
+    test = feats(params["dataset"], params["test_split"], "eval")
+    size, _ = image_sizes(ctx)
+    train_ds = open_classification(
+        params["dataset"], ctx.data_root, params["train_split"],
+        transform=linear_train_transform(size=size, normalize=normalize_input(ctx)),
+        on_bad_image=ctx.settings.on_bad_image)
+    num_classes = len(train_ds.classes)
+    if test.class_names and list(test.class_names) != list(train_ds.classes):
+        raise ValueError(f"{params['dataset']}: train and {params['test_split']} class lists differ")
+    trunk = feats.model() if hasattr(feats, "model") else build_frozen_trunk(ctx.state_dict, ctx.ckpt_info.arch, device)
+    dim = test.features.shape[1]
+
+    torch.manual_seed(ctx.seed)
+    head = make_head(dim, num_classes, params["head"]).to(device)
+    model = Classifier(trunk, head, device, params["precision"], frozen=True)
+    optimizer = torch.optim.SGD(head.parameters(), lr=params["lr"], momentum=params["momentum"],
+                                weight_decay=params["weight_decay"], nesterov=params["nesterov"])
+    scheduler = make_scheduler(optimizer, params["schedule"], params["epochs"])
+    workers = ctx.settings.workers if ctx.settings.workers is not None else default_workers(device)
+    spec = LoopSpec(mode="freeze", epochs=params["epochs"], batch_size=params["batch_size"], seed=ctx.seed,
+                    device=device, workers=workers, state_file=Path(ctx.work_dir) / "linear_state.pt",
+                    protocol_hash=protocol_hash(name, params), desc=f"{params['dataset']} linear")
+
+    def evaluate() -> tuple[float, float]:
+        top1, top5, _ = evaluate_logits(head, feature_batches(test, device), device)
+        return top1, top5
+
+    result = train_epochs(model, optimizer, scheduler, train_ds, evaluate, spec)
+    metrics, throughput, extra = summarize(result, extraction_throughput(test), skipped_files(test))
+    return TaskOutput(metrics=metrics, protocol_name=name, protocol_params=params,
+                      dataset=dataset_block(params["dataset"], {"train": train_ds, "test": test}),
+                      throughput=throughput, extra=extra)
 
 
-def main(args: argparse.Namespace) -> int:
-    from vicreg_bench.fileio import atomic_write_json
-    from vicreg_bench.tasks.feature_files import check_compatible, load_feature_file
+def _register(task: str, summary: str, options: type[LinearOptions], columns: tuple[Column, ...],
+              published: tuple[PublishedKey, ...], suite: str, order: int, hours: float) -> None:
+    dataset = LINEAR_PROTOCOLS[task].dataset
 
-    if args.device.startswith("cuda"):
-        import torch
+    def protocol(ctx: TaskContext) -> tuple[str, dict]:
+        return protocol_linear(ctx, task)
 
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
-    elif args.device != "cpu":
-        raise UserError(f"--device {args.device}: expected cpu, cuda or cuda:N")
-    preset = dict(LINEAR_PRESETS[args.preset])
-    if args.schedule is not None:
-        preset["schedule"] = _parse_schedule(args.schedule)
-    for key in ("epochs", "lr", "weight_decay", "nesterov"):
-        if getattr(args, key) is not None:
-            preset[key] = getattr(args, key)
-    train = load_feature_file(args.train, "indices", "--train")
-    test = load_feature_file(args.test, "indices", "--test")
-    check_compatible(train, test)
-    out = train_linear_on_features(
-        train.features, train.labels, test.features, test.labels, epochs=preset["epochs"], lr=preset["lr"],
-        weight_decay=preset["weight_decay"], schedule=preset["schedule"], batch_size=args.batch_size,
-        momentum=args.momentum, nesterov=preset["nesterov"], seed=args.seed, device=args.device,
-        num_classes=args.num_classes, bn_weight_decay=preset["bn_weight_decay"], progress=True,
-    )
-    params = linear_protocol_params(preset["epochs"], preset["lr"], preset["weight_decay"], preset["schedule"],
-                                    args.batch_size, args.momentum, preset["nesterov"], preset["bn_weight_decay"])
-    print(f"linear probe (fast protocol, preset {args.preset}) on {train.num_samples} train / {test.num_samples} test "
-          f"features ({train.dim}-d): {preset['epochs']} epochs in {out['seconds']:.1f} s ({out['epochs_per_second']:.1f} epochs/s)")
-    print(f"  {'metric':<12}{'value':>8}")
-    for name in ("top1", "top5", "best_top1"):
-        print(f"  {name:<12}{out[name]:>8.2f}")
-    print(f"  {'best_epoch':<12}{out['best_epoch']:>8d}")
-    if args.json:
-        atomic_write_json(args.json, {
-            "command": "linear", "protocol": "linear_fast", "preset": args.preset, "params": params,
-            "train": train.summary(), "test": test.summary(),
-            "metrics": {"top1": out["top1"], "top5": out["top5"]},
-            "best_top1": out["best_top1"], "best_epoch": out["best_epoch"], "history": out["history"],
-            "seconds": out["seconds"], "seed": args.seed,
-        })
-        print(f"wrote {args.json}")
-    return 0
+    def run(ctx: TaskContext) -> TaskOutput:
+        return run_linear(ctx, task)
+
+    register_task(
+        name=task, summary=summary, protocol=protocol, options=options,
+        data={dataset: (("classification", "train"), ("classification", "val"))},
+        metrics=("top1", "top5"), headline=("top1",), result_schema="classification_task", columns=columns,
+        paper_settings={"epochs": options().epochs, "lr": LINEAR_PROTOCOLS[task].lr,
+                        "weight_decay": LINEAR_PROTOCOLS[task].weight_decay, "batch_size": BATCH_SIZE},
+        published=published, suites=(suite,), order=order, has_fast=True,
+        resources=Resources(device="gpu", gpus=8, cpus=80, mem_gb=256, hours=hours),
+    )(run)
+
+
+_register("imagenet_linear", "ImageNet linear probe", LinearOptions,
+          (Column("top1", 1, "Linear top-1", 10), Column("top5", 1, "Linear top-5", 20)),
+          (PublishedKey("vicreg", 1, "Linear Classification Top-1", "top1"),
+           PublishedKey("vicreg", 1, "Linear Classification Top-5", "top5")), "table1", 30, 24.0)
+_register("places205_linear", "Places205 linear probe", Places205LinearOptions,
+          (Column("top1", 2, "Places205", 70),), (PublishedKey("vicreg", 2, "Places205", "top1"),), "table2", 40, 24.0)
+_register("inat18_linear", "iNaturalist 2018 linear probe", Inat18LinearOptions,
+          (Column("top1", 2, "iNat18", 90),), (PublishedKey("vicreg", 2, "iNat18", "top1"),), "table2", 50, 24.0)

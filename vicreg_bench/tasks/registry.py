@@ -1,107 +1,133 @@
-"""Task names -> the function that runs them, the datasets they read, and the suites they belong to.
+"""The task registry: every fact about a task, registered where the task is defined.
 
-`run` resolves `--suite` / `--tasks` here, runs the data preflight on `datasets_for(tasks)` before any
-compute, and imports a task's module only when the task runs (detection pulls in heavy engines).
-A task may also name a `protocol` function `(ctx) -> (protocol_name, params)` that says, before anything
-runs, which protocol it would run: `run` compares its hash with the results already on disk to skip
-finished tasks. Suites follow DESIGN.md.
+A task module decorates its run function (as timm's `register_model` does):
+
+    @register_task(name="imagenet_knn", summary="...", protocol=protocol_imagenet_knn, options=KnnOptions,
+                   data={"imagenet": (("classification", "train"), ("classification", "val"))}, ...)
+    def run_imagenet_knn(ctx: TaskContext) -> TaskOutput: ...
+
+Everyone else reads the registration and never spells a task name: `run` (suites, order, options, plans),
+the data preflight (datasets and splits), the results schema (metric rule), `compare` (columns, paper
+settings, engine), the published tables (which paper column is which metric), the demo (its budgets and
+lanes) and a cluster launcher (resources). `vicreg_bench.tasks.catalog` imports the built-in task modules
+so that every registration has happened before anyone reads it.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
-from vicreg_bench.errors import UserError
+from vicreg_bench.tasks.options import TaskOptions
+
+SPLIT_KINDS = ("classification", "detection")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of `compare`'s table: a metric of the task, under a group header (the paper's table)."""
+
+    metric: str
+    group: int  # the VICReg paper's table number (1, 2 or 5) the column belongs to
+    label: str  # short header
+    order: int  # position among all columns (the paper's left-to-right order)
+
+
+@dataclass(frozen=True)
+class PublishedKey:
+    """Which printed column of a published table holds this task's `metric`."""
+
+    paper: str  # key of the paper in vicreg_bench.published.PAPERS
+    table: int
+    column: str  # the column name as printed
+    metric: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run of the task needs at paper scale (a cluster launcher sizes its job from this)."""
+
+    device: str = "gpu"  # "gpu" or "cpu"
+    gpus: int = 1
+    cpus: int = 10
+    mem_gb: int = 64
+    hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class DemoPreset:
+    """A task's scale-down in `vicreg-bench demo --size NAME`: option values, and whether it runs in a
+    `vicreg-bench run` of its own (beside the others, to use both cores)."""
+
+    options: Mapping[str, Any] = field(default_factory=dict)
+    own_run: bool = False
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    module: str
-    function: str
-    datasets: tuple[str, ...]  # dataset names the preflight must find (vicreg_bench.data.check)
     summary: str
-    has_fast: bool  # a `--protocol fast` variant exists (on cached features)
-    protocol: str | None = None  # function (ctx) -> (protocol_name, params), in the same module
+    run: Callable[..., Any]  # (TaskContext) -> TaskOutput
+    protocol: Callable[..., tuple[str, dict]]  # (TaskContext) -> (protocol name, params), before running
+    options: type[TaskOptions]
+    data: Mapping[str, tuple[tuple[str, str], ...]]  # dataset -> ((reader kind, split), ...) the task reads
+    metrics: tuple[str, ...]  # the fixed metric names it reports (DESIGN.md)
+    headline: tuple[str, ...]  # the metrics a "does it beat random init" check compares
+    result_schema: str = "task"  # the $defs rule of results_schema.json checking its metrics
+    columns: tuple[Column, ...] = ()
+    paper_settings: Mapping[str, Any] = field(default_factory=dict)  # compare marks cells that differ
+    published: tuple[PublishedKey, ...] = ()
+    suites: tuple[str, ...] = ()  # besides `all`; `fast` is implied by has_fast
+    order: int = 100  # run order: cheap frozen-feature tasks first (a crash loses least), detection last
+    has_fast: bool = False  # a `--protocol fast` variant exists (on cached features)
+    paper_engine: str | None = None  # the engine behind the published numbers, where engines differ
+    resources: Resources = Resources()
+    demo: Mapping[str, DemoPreset] = field(default_factory=dict)  # demo size -> preset
 
-    def load(self) -> Callable:
-        return getattr(importlib.import_module(self.module), self.function)
-
-    def load_protocol(self) -> Callable | None:
-        return getattr(importlib.import_module(self.module), self.protocol) if self.protocol else None
-
-
-_CLS = "vicreg_bench.tasks.classification"
-_SEMI = "vicreg_bench.tasks.semisup"
-_DET = "vicreg_bench.tasks.detection"
-
-# Run order: cheap frozen-feature tasks first (a crash loses least), then training, then detection.
-TASKS: dict[str, TaskSpec] = {
-    t.name: t
-    for t in [
-        TaskSpec("imagenet_knn", _CLS, "run_imagenet_knn", ("imagenet",),
-                 "weighted k-NN on ImageNet (DINO protocol)", True, "protocol_imagenet_knn"),
-        TaskSpec("voc07_svm", _CLS, "run_voc07_svm", ("voc2007",),
-                 "VOC07 linear SVMs (VISSL protocol)", True, "protocol_voc07_svm"),
-        TaskSpec("imagenet_linear", _CLS, "run_imagenet_linear", ("imagenet",),
-                 "ImageNet linear probe", True, "protocol_imagenet_linear"),
-        TaskSpec("places205_linear", _CLS, "run_places205_linear", ("places205",),
-                 "Places205 linear probe", True, "protocol_places205_linear"),
-        TaskSpec("inat18_linear", _CLS, "run_inat18_linear", ("inat2018",),
-                 "iNaturalist 2018 linear probe", True, "protocol_inat18_linear"),
-        TaskSpec("imagenet_semisup_1pct", _SEMI, "run_imagenet_semisup_1pct", ("imagenet",),
-                 "fine-tuning on 1% of the ImageNet labels", False, "protocol_imagenet_semisup_1pct"),
-        TaskSpec("imagenet_semisup_10pct", _SEMI, "run_imagenet_semisup_10pct", ("imagenet",),
-                 "fine-tuning on 10% of the ImageNet labels", False, "protocol_imagenet_semisup_10pct"),
-        TaskSpec("voc07_det", _DET, "run_voc07_det", ("voc2007", "voc2012"),
-                 "VOC07+12 Faster R-CNN R50-C4, tested on VOC07", False, "protocol_voc07_det"),
-        TaskSpec("coco_det", _DET, "run_coco_det", ("coco",),
-                 "COCO Mask R-CNN R50-FPN, box and mask AP", False, "protocol_coco_det"),
-    ]
-}
-
-SUITES: dict[str, tuple[str, ...]] = {
-    "table1": ("imagenet_linear", "imagenet_semisup_1pct", "imagenet_semisup_10pct"),
-    "table2": ("places205_linear", "voc07_svm", "inat18_linear", "voc07_det", "coco_det"),
-    "knn": ("imagenet_knn",),
-    "all": tuple(TASKS),
-    # The classification tasks on cached features, no augmentation (forces --protocol fast).
-    "fast": ("imagenet_knn", "voc07_svm", "imagenet_linear", "places205_linear", "inat18_linear"),
-}
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(self.data)
 
 
-def resolve_tasks(suite: str | None = None, tasks: str | list[str] | None = None) -> list[str]:
-    """`--tasks a,b` wins over `--suite`; default suite `all`. Unknown names are a UserError listing the valid ones."""
-    if tasks:
-        names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
-        unknown = [t for t in names if t not in TASKS]
-        if unknown:
-            raise UserError(f"--tasks: unknown task(s) {', '.join(unknown)}; expected some of {', '.join(TASKS)}")
-        if not names:
-            raise UserError("--tasks: empty task list")
-        seen: list[str] = []
-        for t in names:
-            if t not in seen:
-                seen.append(t)
-        # keep the registry's run order
-        return [t for t in TASKS if t in seen]
-    suite = suite or "all"
-    if suite not in SUITES:
-        raise UserError(f"--suite: unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
-    return list(SUITES[suite])
+_REGISTRY: dict[str, TaskSpec] = {}
 
 
-def datasets_for(tasks: list[str]) -> list[str]:
-    """The datasets the given tasks read, each once, in a stable order."""
-    out: list[str] = []
-    for t in tasks:
-        for d in TASKS[t].datasets:
-            if d not in out:
-                out.append(d)
-    return out
+def register_task(**facts: Any) -> Callable[[Callable], Callable]:
+    """Decorator: register the decorated run function as the task `facts["name"]` (see TaskSpec)."""
+
+    def decorate(run: Callable) -> Callable:
+        spec = TaskSpec(run=run, **facts)
+        check_spec(spec)
+        if spec.name in _REGISTRY and _REGISTRY[spec.name].run is not run:
+            raise ValueError(f"task {spec.name!r} is registered twice ({_REGISTRY[spec.name].run.__module__} and "
+                             f"{run.__module__})")
+        _REGISTRY[spec.name] = spec
+        return run
+
+    return decorate
 
 
-def suites_of(task: str) -> list[str]:
-    return [s for s, members in SUITES.items() if task in members]
+def unregister_task(name: str) -> None:
+    """Remove a registration (tests that register a task of their own)."""
+    _REGISTRY.pop(name, None)
+
+
+def check_spec(spec: TaskSpec) -> None:
+    """Registration mistakes fail at import, not in the middle of a run."""
+    if not spec.name.isidentifier():
+        raise ValueError(f"task name {spec.name!r}: expected letters, digits and underscores")
+    for ds, reqs in spec.data.items():
+        for kind, _split in reqs:
+            if kind not in SPLIT_KINDS:
+                raise ValueError(f"task {spec.name}: data {ds}: reader kind {kind!r} is not one of {SPLIT_KINDS}")
+    for m in spec.headline + tuple(c.metric for c in spec.columns) + tuple(p.metric for p in spec.published):
+        if m not in spec.metrics:
+            raise ValueError(f"task {spec.name}: metric {m!r} is not one of its metrics {spec.metrics}")
+    if not issubclass(spec.options, TaskOptions):
+        raise ValueError(f"task {spec.name}: options must subclass TaskOptions")
+
+
+def registered() -> dict[str, TaskSpec]:
+    """Every task registered so far, in run order (`order`, then registration order)."""
+    items = sorted(enumerate(_REGISTRY.values()), key=lambda p: (p[1].order, p[0]))
+    return {spec.name: spec for _, spec in items}

@@ -1,541 +1,116 @@
-"""VOC07 linear SVMs on frozen features: the VISSL protocol (tools/train_svm.py, svm_utils/).
+"""The `voc07_svm` task (paper Table 2): VISSL's per-class LIBLINEAR SVMs on frozen VOC07 features.
 
-Protocol (PROTOCOLS.md):
-- features in float64, each row divided by (its L2 norm + 1e-5);
-- one binary SVM per class: L2-regularised squared-hinge loss, LIBLINEAR's dual coordinate-descent
-  solver (solver 1 = L2R_L2LOSS_SVC_DUAL, what scikit-learn's LinearSVC(dual=True) runs), bias
-  feature 1 regularised like the weights (sklearn intercept_scaling=1 = LIBLINEAR -B 1), tolerance
-  1e-4, class weights {+1: 2, -1: 1};
-- labels in VOC encoding: train: 1 -> +1, and both -1 (absent) and 0 (difficult) -> -1;
-  test: difficult (0) images are dropped for that class;
-- for each class and each C in the cost list: stratified, unshuffled 3-fold cross-validation on
-  trainval, scored by scikit-learn's non-interpolated average precision of the decision values
-  (VISSL's `cross_val_score(scoring="average_precision")`); the C with the best mean CV AP wins,
-  ties to the smallest C (VISSL's argmax over the ascending list); refit on all of trainval;
-- test AP: VISSL's all-point interpolated AP (`vicreg_bench.metrics.vissl_average_precision`);
-  mAP = 100 x the mean over classes.
-
-Why this is fast (benchmarks/svm_speed.py measures it against the plain scikit-learn loop):
-- the features are converted to LIBLINEAR's sparse node format once; every class, cost and fold
-  trains on a view of that one array (a fold is an array of row pointers, a class a label vector),
-  where scikit-learn converts the dense matrix again for each of its 880 fits;
-- only the chosen C is refit on all of trainval (VISSL fits all 11 and keeps one: same result);
-- (class, fold) jobs run in parallel worker processes that share the converted data by fork, the
-  classes with most positives (the slowest) first;
-- warm starts along the cost list: LIBLINEAR's dual solver cannot be warm-started (its initial
-  alpha is fixed at 0; `init_sol` and the `-C` search built on it exist only for the primal solvers
-  -s 0, 2, 11, and `-C` uses its own random folds scored by accuracy, so it cannot reproduce
-  VISSL's choice of C). So each fold walks the costs in ascending order: the dual solver (-s 1)
-  for C <= 1, where it converges in a few passes, then LIBLINEAR's primal Newton solver (-s 2) for
-  the same objective, started from the previous C's solution. The L2-loss SVM objective is strictly
-  convex, so both solvers target the same unique w; `cv_solver="dual"` runs every fit with -s 1;
-- LIBLINEAR >= 2.40 itself caps the dual solver at 300 passes and finishes with the primal
-  solver; scikit-learn's copy keeps iterating the dual up to max_iter=2000. When the dual has not
-  converged by then (large C), LIBLINEAR's answer is the closer one to the optimum.
-LIBLINEAR computes in float64 whatever the input dtype, so float32 features save nothing there.
-
-Determinism: LIBLINEAR shuffles coordinates with the C library's rand(); each fit re-seeds it with
-srand(seed) inside its own worker process, so results do not depend on scheduling.
-
-Example:
-    vicreg-bench svm --train voc07_trainval.npz --test voc07_test.npz --json svm.json
+The solver is `vicreg_bench.tasks.svm_solver`. The headline runs on VISSL's "squash" image variant
+(Resize((224, 224)), the transform behind the published numbers); by default the paper text's centre-crop
+variant is computed too (`center_crop_mAP`). `--svm-variant` / `svm_variant` picks one or both.
 """
 
 from __future__ import annotations
 
-import argparse
-import ctypes
-import ctypes.util
-import math
-import os
 import time
-import warnings
-from dataclasses import dataclass, field
-from typing import Sequence
-
-import numpy as np
-
-from vicreg_bench.errors import UserError
-
-VISSL_COSTS: tuple[float, ...] = (0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0)
-CV_FOLDS = 3
-POSITIVE_WEIGHT = 2.0
-NEGATIVE_WEIGHT = 1.0
-TOLERANCE = 1e-4
-NORM_EPS = 1e-5
-IMAGE_VARIANTS = ("squash", "center_crop")
-CV_SOLVERS = ("path", "dual")
-DUAL_MAX_COST = 1.0  # "path" mode: the dual solver up to this C (fast there), warm-started primal above
-
-
-# ----------------------------------------------------------------------------------------------
-# protocol pieces
-
-
-def normalize_features(features: np.ndarray) -> np.ndarray:
-    """VISSL's normalisation: float64, each row / (L2 norm + 1e-5)."""
-    x = np.asarray(features, dtype=np.float64)
-    return x / (np.linalg.norm(x, axis=1) + NORM_EPS)[:, None]
-
-
-def train_targets(voc_labels: np.ndarray) -> np.ndarray:
-    """VOC column (1 present, -1 absent, 0 difficult) -> SVM targets: +1 present, -1 otherwise."""
-    return np.where(np.asarray(voc_labels) == 1, 1.0, -1.0)
-
-
-def kept_in_test(voc_labels: np.ndarray) -> np.ndarray:
-    """Test images that count for a class: difficult (0) ones are dropped."""
-    return np.asarray(voc_labels) != 0
-
-
-def cv_folds(targets: np.ndarray, n_folds: int = CV_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train_rows, held_out_rows) of scikit-learn's StratifiedKFold(n_folds, shuffle=False),
-    which is what VISSL's `cross_val_score(cv=3)` uses for a classifier."""
-    from sklearn.model_selection import StratifiedKFold
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "least populated class has fewer than n_splits members"
-        return list(StratifiedKFold(n_splits=n_folds).split(np.zeros(len(targets)), targets))
-
-
-def cv_average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
-    """The CV score: scikit-learn's average_precision_score of the held-out fold (what VISSL's
-    `cross_val_score(scoring="average_precision")` computes; `noninterpolated_average_precision` is
-    tested equal to it). A held-out fold without positives scores 0, as in scikit-learn."""
-    from vicreg_bench.metrics import noninterpolated_average_precision
-
-    ap = noninterpolated_average_precision(scores, targets)
-    return 0.0 if math.isnan(ap) else ap
-
-
-def choose_cost(cv_ap: np.ndarray, costs: Sequence[float]) -> np.ndarray:
-    """Per-class C with the highest mean CV AP; ties go to the smallest C (costs sorted ascending)."""
-    order = np.argsort(np.asarray(costs, dtype=np.float64), kind="stable")
-    best = np.argmax(cv_ap[:, order], axis=1)  # first maximum = smallest C among ties
-    return order[best]
-
-
-# ----------------------------------------------------------------------------------------------
-# LIBLINEAR glue: convert once, train on views
-
-
-class LiblinearData:
-    """The whole feature matrix in LIBLINEAR's node format (index/value pairs), converted once.
-
-    Row i = its nonzero features (1-based indices) + the bias node (index D+1, value 1, as `-B 1`)
-    + a terminator (-1). A training problem for any subset of rows and any labels is a pointer
-    array into this one buffer, so classes, costs and folds never copy or convert the data.
-    """
-
-    def __init__(self, x: np.ndarray):
-        from liblinear.liblinearutil import feature_node
-
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        n, d = x.shape
-        node = np.dtype([("index", np.int32), ("value", np.float64)], align=True)
-        if node.itemsize != ctypes.sizeof(feature_node):
-            raise RuntimeError("unexpected LIBLINEAR feature_node layout")
-        rows, cols = np.nonzero(x)
-        nnz_per_row = np.bincount(rows, minlength=n)
-        row_len = nnz_per_row + 2
-        self.rowptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(row_len, out=self.rowptr[1:])
-        space = np.empty(int(self.rowptr[-1]), dtype=node)
-        pos = np.arange(rows.size, dtype=np.int64) + 2 * rows  # two extra nodes per earlier row
-        space["index"][pos] = cols + 1
-        space["value"][pos] = x[rows, cols]
-        bias_pos = self.rowptr[1:] - 2
-        space["index"][bias_pos] = d + 1
-        space["value"][bias_pos] = 1.0
-        space["index"][self.rowptr[1:] - 1] = -1
-        space["value"][self.rowptr[1:] - 1] = 0.0
-        self.space = space
-        self.num_rows, self.dim = n, d
-        self.base = space.ctypes.data
-
-    def problem(self, rows: np.ndarray, targets: np.ndarray):
-        """A LIBLINEAR `problem` over `rows` with labels `targets` (+1/-1), sharing the node buffer."""
-        from liblinear.liblinearutil import feature_node, problem
-
-        rows = np.asarray(rows, dtype=np.int64)
-        prob = problem.__new__(problem)
-        prob._addresses = (self.base + self.rowptr[rows] * ctypes.sizeof(feature_node)).astype(np.uint64)
-        prob._y = np.ascontiguousarray(targets, dtype=np.float64)
-        prob._keep = self  # the node buffer must outlive the problem
-        prob.l = int(rows.size)
-        prob.n = self.dim + 1
-        prob.bias = 1.0
-        prob.y = prob._y.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
-        prob.x = ctypes.cast(prob._addresses.ctypes.data, ctypes.POINTER(ctypes.POINTER(feature_node)))
-        return prob
-
-
-_LIBC = None
-
-
-def _seed_c_rand(seed: int) -> None:
-    """LIBLINEAR shuffles with rand(): seed it so every fit is reproducible."""
-    global _LIBC
-    if _LIBC is None:
-        try:
-            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        except OSError:
-            _LIBC = False
-    if _LIBC:
-        _LIBC.srand(ctypes.c_uint(seed))
-
-
-def svm_options(cost: float, solver: int = 1) -> str:
-    """LIBLINEAR options. Solver 1 (dual) is sklearn LinearSVC(C=cost, loss='squared_hinge', dual=True,
-    class_weight={1: 2, -1: 1}, tol=1e-4); solver 2 is LIBLINEAR's primal Newton method for the very
-    same objective. The bias is the -B 1 node built into the data."""
-    return f"-s {solver} -c {cost!r} -e {TOLERANCE!r} -w1 {POSITIVE_WEIGHT!r} -w-1 {NEGATIVE_WEIGHT!r} -q"
-
-
-def fit_binary_svm(
-    data: LiblinearData,
-    rows: np.ndarray,
-    targets: np.ndarray,
-    cost: float,
-    seed: int = 0,
-    primal: bool = False,
-    warm_start: np.ndarray | None = None,
-) -> np.ndarray:
-    """Train one binary SVM; returns w of length D+1 (last = bias) with w.x > 0 meaning class +1.
-
-    `primal=True` uses LIBLINEAR's Newton solver (-s 2) on the same objective, started from
-    `warm_start` (a w from this function, e.g. the solution at the previous, smaller C).
-    """
-    from liblinear.liblinearutil import liblinear, parameter, toPyModel
-
-    if np.all(targets == targets[0]):
-        # One class only (a fold of a class with < 3 positives); sklearn would refuse to fit.
-        # A constant decision function ranks nothing, which is the honest answer.
-        return np.zeros(data.dim + 1)
-    prob = data.problem(rows, targets)
-    param = parameter(svm_options(cost, 2 if primal else 1))
-    if primal and warm_start is not None:
-        # LIBLINEAR (>= 2.2) orders the labels {-1, +1} as [+1, -1], so its w already scores +1 positive
-        init = np.ascontiguousarray(warm_start, dtype=np.float64)
-        param.init_sol = init.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
-    err = liblinear.check_parameter(prob, param)
-    if err:
-        raise RuntimeError(f"LIBLINEAR rejected the parameters: {err.decode() if isinstance(err, bytes) else err}")
-    _seed_c_rand(seed + 1)
-    model = toPyModel(liblinear.train(prob, param))
-    if model.label[0] != 1:
-        raise RuntimeError(f"unexpected LIBLINEAR label order {model.label[0]}, {model.label[1]}")
-    return np.ctypeslib.as_array(model.w, (data.dim + 1,)).copy()
-
-
-def decision_values(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """w . [x, 1], what LinearSVC.decision_function gives."""
-    return x @ w[:-1] + w[-1]
-
-
-# ----------------------------------------------------------------------------------------------
-# parallel driver
-
-_SHARED: dict = {}  # set by the parent before forking workers: data, features, targets, folds, costs, seed
-
-
-def _cv_job(job: tuple[int, int]) -> tuple[int, int, np.ndarray]:
-    """One (class, fold): train on the fold's training part for every C, ascending, and score the
-    held-out part. In "path" mode, costs above DUAL_MAX_COST use the primal solver warm-started from
-    the previous C's solution (LIBLINEAR's own parameter-search strategy); in "dual" mode every fit is
-    a cold dual fit, exactly as scikit-learn does."""
-    cls, fold = job
-    s = _SHARED
-    targets = s["targets"][:, cls]
-    train_rows, held_rows = s["folds"][cls][fold]
-    costs = s["costs"]
-    aps = np.zeros(len(costs))
-    x_held, y_held, y_train = s["x"][held_rows], targets[held_rows], targets[train_rows]
-    w = None
-    for k in np.argsort(costs, kind="stable"):
-        primal = s["cv_solver"] == "path" and costs[k] > DUAL_MAX_COST
-        w = fit_binary_svm(s["data"], train_rows, y_train, costs[k], s["seed"], primal=primal, warm_start=w)
-        aps[k] = cv_average_precision(y_held, decision_values(x_held, w))
-    return cls, fold, aps
-
-
-def _refit_job(job: tuple[int, int]) -> tuple[int, np.ndarray]:
-    cls, cost_idx = job
-    s = _SHARED
-    rows = np.arange(s["x"].shape[0])
-    return cls, fit_binary_svm(s["data"], rows, s["targets"][:, cls], s["costs"][cost_idx], s["seed"])
-
-
-def _worker_init() -> None:
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)  # one BLAS thread per worker: the workers already fill the cores
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def default_jobs() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def _executor(n_jobs: int):
-    """Worker processes forked from this one (they inherit _SHARED without copying); threads where
-    fork does not exist (LIBLINEAR runs without the GIL through ctypes); None for in-process."""
-    if n_jobs <= 1:
-        return None
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-
-    if "fork" in mp.get_all_start_methods():
-        return ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("fork"), initializer=_worker_init)
-    return ThreadPoolExecutor(n_jobs)
-
-
-def _cross_validate_and_refit(num_classes: int, n_fits_order: np.ndarray, n_jobs: int, progress: bool):
-    """Run every (class, fold) CV job, and each class's refit as soon as its folds are done, so the
-    workers never wait at a barrier. Returns (fold AP array classes x folds x costs, chosen cost
-    indices, weights classes x (D + 1))."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    from tqdm import tqdm
-
-    costs = _SHARED["costs"]
-    fold_ap = np.zeros((num_classes, CV_FOLDS, len(costs)))
-    folds_done = np.zeros(num_classes, dtype=int)
-    chosen = np.zeros(num_classes, dtype=int)
-    weights = np.zeros((num_classes, _SHARED["x"].shape[1] + 1))
-    cv_jobs = [(int(c), f) for c in n_fits_order for f in range(CV_FOLDS)]
-    bar = tqdm(total=len(cv_jobs) + num_classes, desc="VOC07 SVMs", unit="job", disable=not progress, leave=False)
-
-    def finish_cv(cls: int, fold: int, aps: np.ndarray) -> int | None:
-        fold_ap[cls, fold] = aps
-        folds_done[cls] += 1
-        if folds_done[cls] < CV_FOLDS:
-            return None
-        chosen[cls] = choose_cost(fold_ap[cls].mean(axis=0)[None], costs)[0]  # cross_val_score(...).mean()
-        return cls
-
-    executor = _executor(n_jobs)
-    if executor is None:
-        for job in cv_jobs:
-            if (cls := finish_cv(*_cv_job(job))) is not None:
-                weights[cls] = _refit_job((cls, int(chosen[cls])))[1]
-                bar.update()
-            bar.update()
-    else:
-        with executor:
-            pending = {executor.submit(_cv_job, job) for job in cv_jobs}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    result = future.result()
-                    bar.update()
-                    if len(result) == 2:  # a refit
-                        weights[result[0]] = result[1]
-                    elif (cls := finish_cv(*result)) is not None:
-                        pending.add(executor.submit(_refit_job, (cls, int(chosen[cls]))))
-    bar.close()
-    return fold_ap, chosen, weights
-
-
-@dataclass
-class SvmResult:
-    class_names: list[str]
-    costs: list[float]
-    cv_ap: np.ndarray  # classes x costs, mean CV AP (fraction)
-    chosen_cost: list[float]
-    test_ap: np.ndarray  # per class, fraction
-    weights: np.ndarray  # classes x (D + 1), last column = bias
-    image_variant: str | None = None
-    cv_solver: str = "path"
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def mAP(self) -> float:
-        return float(100.0 * self.test_ap.mean())
-
-    def metrics(self) -> dict:
-        """Results-JSON metrics: mAP and per_class_AP in percent, plus the chosen C per class."""
-        return {
-            "mAP": self.mAP,
-            "per_class_AP": {n: float(100.0 * a) for n, a in zip(self.class_names, self.test_ap)},
-            "chosen_C": {n: float(c) for n, c in zip(self.class_names, self.chosen_cost)},
-        }
-
-
-def _check_inputs(train_features, train_labels, test_features, test_labels, class_names, costs) -> list[str]:
-    if train_labels.ndim != 2 or test_labels.ndim != 2:
-        raise UserError("VOC07 SVM labels must be N x C matrices in VOC encoding (1 present, -1 absent, 0 difficult)")
-    if train_features.shape[0] != train_labels.shape[0] or test_features.shape[0] != test_labels.shape[0]:
-        raise UserError("features and labels have different numbers of rows")
-    if train_features.shape[1] != test_features.shape[1]:
-        raise UserError(f"train features are {train_features.shape[1]}-d but test features {test_features.shape[1]}-d")
-    if train_labels.shape[1] != test_labels.shape[1]:
-        raise UserError(f"train labels have {train_labels.shape[1]} classes but test labels {test_labels.shape[1]}")
-    num_classes = train_labels.shape[1]
-    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
-    if len(names) != num_classes:
-        raise UserError(f"{len(names)} class names for {num_classes} label columns")
-    if not costs or any(not (c > 0 and math.isfinite(c)) for c in costs):
-        raise UserError(f"SVM costs must be positive numbers, got {list(costs)}")
-    no_train = [n for n, col in zip(names, train_labels.T) if not np.any(col == 1)]
-    no_test = [n for n, col in zip(names, test_labels.T) if not np.any(col == 1)]
-    if no_train:
-        raise UserError(f"no positive (label 1) train image for class(es) {', '.join(no_train)}: cannot train their SVMs")
-    if no_test:
-        raise UserError(f"no positive (label 1) test image for class(es) {', '.join(no_test)}: their AP is undefined")
-    return names
-
-
-def fit_voc07_svms(
-    train_features: np.ndarray,
-    train_labels: np.ndarray,
-    test_features: np.ndarray,
-    test_labels: np.ndarray,
-    class_names: Sequence[str] | None = None,
-    costs: Sequence[float] = VISSL_COSTS,
-    n_jobs: int | None = None,
-    seed: int = 0,
-    image_variant: str | None = None,
-    progress: bool = False,
-    cv_solver: str = "path",
-) -> SvmResult:
-    """The full VISSL protocol; returns every intermediate (CV AP matrix, chosen C, weights).
-
-    `cv_solver`: "path" (default) solves the cross-validation fits for C <= 1 with the dual solver and
-    larger C with LIBLINEAR's primal Newton solver warm-started from the previous C (same objective,
-    same optimum, about 2.5x less work); "dual" uses the dual solver for every fit, like scikit-learn.
-    The final refit at the chosen C always uses the dual solver.
-    """
-    start = time.perf_counter()
-    train_labels = np.asarray(train_labels)
-    test_labels = np.asarray(test_labels)
-    costs = [float(c) for c in costs]
-    names = _check_inputs(train_features, train_labels, test_features, test_labels, class_names, costs)
-    if cv_solver not in CV_SOLVERS:
-        raise UserError(f"SVM cross-validation solver {cv_solver!r}: expected one of {', '.join(CV_SOLVERS)}")
-    if image_variant is not None and image_variant not in IMAGE_VARIANTS:
-        raise UserError(f"image variant {image_variant!r}: expected one of {', '.join(IMAGE_VARIANTS)}")
-    n_jobs = default_jobs() if n_jobs is None else max(1, int(n_jobs))
-    num_classes = train_labels.shape[1]
-
-    x_train = normalize_features(train_features)
-    targets = np.stack([train_targets(col) for col in train_labels.T], axis=1)
-    notes = []
-    few = [n for n, col in zip(names, targets.T) if (col == 1).sum() < CV_FOLDS]
-    if few:
-        notes.append(f"class(es) {', '.join(few)} have fewer than {CV_FOLDS} train positives: some CV folds train on "
-                     "negatives only and score with a constant decision function")
-    _SHARED.update(data=LiblinearData(x_train), x=x_train, targets=targets, costs=costs, seed=int(seed), cv_solver=cv_solver,
-                   folds=[cv_folds(targets[:, c]) for c in range(num_classes)])
-    try:
-        # classes with most positives first: their fits take longest, so the workers end evenly
-        by_size = np.argsort(-(targets == 1).sum(axis=0), kind="stable")
-        fold_ap, chosen, weights = _cross_validate_and_refit(num_classes, by_size, n_jobs, progress)
-        cv_ap = fold_ap.mean(axis=1)  # cross_val_score(...).mean()
-    finally:
-        _SHARED.clear()
-
-    from vicreg_bench.metrics import vissl_average_precision
-
-    x_test = normalize_features(test_features)
-    scores = decision_values(x_test, weights.T)  # N_test x classes
-    test_ap = np.array([
-        vissl_average_precision(scores[keep, c], test_labels[keep, c])
-        for c in range(num_classes)
-        for keep in [kept_in_test(test_labels[:, c])]
-    ])
-    return SvmResult(
-        class_names=names, costs=costs, cv_ap=cv_ap, chosen_cost=[costs[i] for i in chosen], test_ap=test_ap,
-        weights=weights, image_variant=image_variant, seconds=time.perf_counter() - start, notes=notes,
-        cv_solver=cv_solver,
-    )
-
-
-def train_eval_voc07_svm(
-    train_features: np.ndarray,
-    train_labels: np.ndarray,
-    test_features: np.ndarray,
-    test_labels: np.ndarray,
-    **options,
-) -> dict:
-    """VOC07 SVM metrics for the results JSON: `mAP` (x100), `per_class_AP` (x100), `chosen_C`.
-
-    `options` are those of `fit_voc07_svms` (class_names, costs, n_jobs, seed, image_variant, progress,
-    cv_solver). `image_variant` ('squash' = VISSL's Resize((224, 224)), 'center_crop' = the paper's
-    wording) is only recorded (the features were made by the caller); it is added to the dict when given.
-    """
-    result = fit_voc07_svms(train_features, train_labels, test_features, test_labels, **options)
-    metrics = result.metrics()
-    if result.image_variant is not None:
-        metrics["image_variant"] = result.image_variant
-    return metrics
-
-
-def svm_protocol_params(costs: Sequence[float] = VISSL_COSTS, image_variant: str | None = None,
-                        cv_solver: str = "path") -> dict:
-    """Every setting that changes the SVM numbers (for the results JSON protocol hash)."""
-    return {
-        "solver": "liblinear L2R_L2LOSS_SVC_DUAL", "bias": 1, "tol": TOLERANCE,
-        "cv_solver": cv_solver if cv_solver == "dual" else f"dual for C <= {DUAL_MAX_COST:g}, warm-started primal above",
-        "class_weight": {"1": POSITIVE_WEIGHT, "-1": NEGATIVE_WEIGHT}, "costs": [float(c) for c in costs],
-        "cv": f"StratifiedKFold({CV_FOLDS}, shuffle=False), sklearn average_precision",
-        "normalize": "x / (||x|| + 1e-5), float64", "train_difficult": "negative", "test_difficult": "dropped",
-        "ap": "vissl all-point", "image_variant": image_variant,
+from dataclasses import dataclass
+from typing import Literal
+
+from vicreg_bench.tasks.common import (
+    dataset_block,
+    extraction_throughput,
+    need_features,
+    on_main,
+    overrides,
+    precision_of,
+    skipped_files,
+    transform_params,
+)
+from vicreg_bench.tasks.context import TaskContext, TaskOutput
+from vicreg_bench.tasks.options import OptionError, TaskOptions, option
+from vicreg_bench.tasks.registry import Column, DemoPreset, PublishedKey, Resources, register_task
+from vicreg_bench.tasks.svm_solver import IMAGE_VARIANTS, VISSL_COSTS, svm_protocol_params, train_eval_voc07_svm
+
+
+@dataclass(frozen=True)
+class SvmOptions(TaskOptions):
+    svm_variant: Literal["both", "squash", "center_crop"] = option(
+        "both", "image variant: squash (VISSL, the headline), center_crop (paper text), or both (squash headline)")
+    svm_costs: tuple[float, ...] = option(VISSL_COSTS, "SVM costs C searched by cross-validation (VISSL's list)")
+    svm_jobs: int | None = option(None, "parallel SVM worker processes (default: every CPU core)", minimum=1,
+                                  numbers=False)
+
+    def validate(self) -> None:
+        if not self.svm_costs or any(not c > 0 for c in self.svm_costs):
+            raise OptionError(f"option svm_costs: expected positive numbers, got {list(self.svm_costs)}")
+
+    def variants(self) -> list[str]:
+        """The image variants to compute, the headline first."""
+        return list(IMAGE_VARIANTS) if self.svm_variant == "both" else [self.svm_variant]
+
+
+def protocol_voc07_svm(ctx: TaskContext) -> tuple[str, dict]:
+    variants = ctx.options.variants()
+    params = {
+        "dataset": "voc2007", "train_split": "trainval", "test_split": "test",
+        "image_variant": variants[0],
+        "extra_variants": variants[1:],
+        "transforms": {v: transform_params(ctx, f"svm_{v}") for v in variants},
+        "precision": precision_of(ctx),
+        "layer": "res5avg",
+        "reference": "VISSL tools/train_svm.py, vissl/utils/svm_utils",
     }
+    params["svm"] = svm_protocol_params([float(c) for c in ctx.options.svm_costs])
+    if ov := overrides(ctx, ("image_size", "resize", "svm_costs")):
+        params["overrides"] = ov
+    return "svm_vissl", params
 
 
-# ----------------------------------------------------------------------------------------------
-# command line
+@register_task(
+    name="voc07_svm",
+    summary="VOC07 linear SVMs (VISSL protocol)",
+    protocol=protocol_voc07_svm,
+    options=SvmOptions,
+    data={"voc2007": (("classification", "trainval"), ("classification", "test"))},
+    metrics=("mAP", "per_class_AP", "center_crop_mAP", "squash_mAP"),
+    headline=("mAP",),
+    result_schema="svm_task",
+    columns=(Column("mAP", 2, "VOC07 SVM", 80),),
+    published=(PublishedKey("vicreg", 2, "VOC07", "mAP"),),
+    suites=("table2",),
+    order=20,
+    has_fast=True,
+    resources=Resources(device="gpu", gpus=1, cpus=32, mem_gb=64, hours=3.0),
+    demo={"small": DemoPreset({"svm_variant": "squash"}),
+          "tiny": DemoPreset({"svm_variant": "squash", "svm_costs": (0.1, 1.0)})},
+)
+def run_voc07_svm(ctx: TaskContext) -> TaskOutput:
+    from vicreg_bench.data.voc import VOC_CLASSES
 
+    name, params = protocol_voc07_svm(ctx)
+    feats = need_features(ctx)
+    sets = {v: (feats("voc2007", "trainval", f"svm_{v}"), feats("voc2007", "test", f"svm_{v}"))
+            for v in [params["image_variant"], *params["extra_variants"]]}
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train", required=True, metavar="A.npz", help="trainval features; 'labels' N x C in VOC encoding (1/-1/0)")
-    parser.add_argument("--test", required=True, metavar="B.npz", help="test features, same D and classes")
-    parser.add_argument("--costs", type=float, nargs="+", default=list(VISSL_COSTS), metavar="C",
-                        help="SVM costs tried by cross-validation (default: VISSL's 0.01 ... 1000)")
-    parser.add_argument("--jobs", type=int, default=None, help="parallel worker processes (default: all CPU cores)")
-    parser.add_argument("--image-variant", choices=IMAGE_VARIANTS, default=None,
-                        help="record how the images were resized before extraction (squash = VISSL, center_crop)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of LIBLINEAR's coordinate shuffling")
-    parser.add_argument("--cv-solver", choices=CV_SOLVERS, default="path",
-                        help="path (default): dual solver up to C=1, then LIBLINEAR's primal solver warm-started along "
-                             "the C list (same optimum, faster); dual: a cold dual fit for every C, like scikit-learn")
-    parser.add_argument("--json", metavar="OUT", default=None, help="also write metrics, chosen C and CV APs to this JSON file (atomic)")
+    def compute():
+        out = {}
+        for v, (train, test) in sets.items():
+            t0 = time.perf_counter()
+            r = train_eval_voc07_svm(train.features, train.labels, test.features, test.labels,
+                                     class_names=list(VOC_CLASSES), costs=params["svm"]["costs"],
+                                     n_jobs=ctx.options.svm_jobs, seed=ctx.seed, image_variant=v)
+            r = dict(r)
+            r["seconds"] = round(time.perf_counter() - t0, 3)
+            out[v] = r
+        return out
 
-
-def main(args: argparse.Namespace) -> int:
-    from vicreg_bench.fileio import atomic_write_json
-    from vicreg_bench.tasks.feature_files import check_compatible, load_feature_file
-
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError("--jobs must be >= 1")
-    train = load_feature_file(args.train, "voc", "--train")
-    test = load_feature_file(args.test, "voc", "--test")
-    check_compatible(train, test)
-    names = train.class_names or test.class_names
-    result = fit_voc07_svms(train.features, train.labels, test.features, test.labels, names, args.costs,
-                            args.jobs, args.seed, args.image_variant, progress=True, cv_solver=args.cv_solver)
-    print(f"VOC07 SVM on {train.num_samples} train / {test.num_samples} test features ({train.dim}-d), {result.seconds:.1f} s")
-    for note in result.notes:
-        print(f"  note: {note}")
-    print(f"  {'class':<16}{'AP':>8}{'C':>9}{'CV AP':>8}")
-    best_cv = result.cv_ap.max(axis=1)
-    for name, ap, c, cv in zip(result.class_names, result.test_ap, result.chosen_cost, best_cv):
-        print(f"  {name:<16}{100 * ap:>8.2f}{c:>9g}{100 * cv:>8.2f}")
-    print(f"  {'mAP':<16}{result.mAP:>8.2f}")
-    if args.json:
-        atomic_write_json(args.json, {
-            "command": "svm", "protocol": "svm_vissl",
-            "params": svm_protocol_params(args.costs, args.image_variant, args.cv_solver),
-            "train": train.summary(), "test": test.summary(), "metrics": result.metrics(),
-            "cv_AP": {n: [float(100 * v) for v in row] for n, row in zip(result.class_names, result.cv_ap)},
-            "notes": result.notes, "seconds": result.seconds,
-        })
-        print(f"wrote {args.json}")
-    return 0
+    results = on_main(compute)
+    head = results[params["image_variant"]]
+    metrics = {"mAP": float(head["mAP"]), "per_class_AP": {k: float(x) for k, x in head["per_class_AP"].items()}}
+    for v in params["extra_variants"]:
+        metrics[f"{v}_mAP"] = float(results[v]["mAP"])
+    extra = {
+        "variants": {v: {k: x for k, x in r.items()} for v, r in results.items()},
+        "skipped_files": skipped_files(*[s for pair in sets.values() for s in pair]),
+    }
+    train, test = sets[params["image_variant"]]
+    throughput = extraction_throughput(*[s for pair in sets.values() for s in pair])
+    throughput["svm_seconds"] = {v: r["seconds"] for v, r in results.items()}
+    return TaskOutput(metrics=metrics, protocol_name=name, protocol_params=params,
+                      dataset=dataset_block("voc2007", {"train": train, "test": test}),
+                      throughput=throughput, extra=extra)

@@ -1,7 +1,8 @@
-"""`vicreg-bench` command line: one sub-command per job, each implemented in its own module.
+"""`vicreg-bench` command line: one sub-command per job, each in its own module of this package.
 
-Every command module exposes `add_arguments(parser)` and `main(args) -> int`; they are imported only when
-their command runs, so `vicreg-bench --help` stays fast and optional backends are never imported early.
+Every command module exposes `add_arguments(parser)` and `main(args) -> int`; it parses arguments and calls
+the library, nothing more. Modules are imported only when their command runs, so `vicreg-bench --help`
+stays fast and optional backends are never imported early.
 """
 
 from __future__ import annotations
@@ -15,19 +16,19 @@ from vicreg_bench.errors import UserError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("vicreg_bench.run", "run a benchmark suite on a checkpoint and write OUT/results.json"),
+    "run": ("vicreg_bench.cli.run", "run a benchmark suite on a checkpoint and write OUT/results.json"),
     "inspect": ("vicreg_bench.checkpoints.inspect_cmd", "print what a checkpoint holds (format, method, arch, keys)"),
     "convert": ("vicreg_bench.checkpoints.convert", "convert a checkpoint to torchvision, VISSL or detectron2 format"),
-    "extract": ("vicreg_bench.features", "extract frozen res5avg features of one dataset split to .npz"),
-    "knn": ("vicreg_bench.tasks.knn", "weighted k-NN (DINO protocol) on feature files"),
-    "svm": ("vicreg_bench.tasks.svm", "VOC07 linear SVM (VISSL protocol) on feature files"),
-    "linear": ("vicreg_bench.tasks.linear", "BN + linear probe on cached feature files (fast protocol)"),
-    "compare": ("vicreg_bench.compare", "put several results side by side (table, md, csv, html)"),
-    "demo": ("vicreg_bench.demo", "the whole pipeline on a synthetic dataset, on the CPU"),
+    "extract": ("vicreg_bench.cli.extract", "extract frozen res5avg features of one dataset split to .npz"),
+    "knn": ("vicreg_bench.cli.knn", "weighted k-NN (DINO protocol) on feature files"),
+    "svm": ("vicreg_bench.cli.svm", "VOC07 linear SVM (VISSL protocol) on feature files"),
+    "linear": ("vicreg_bench.cli.linear", "BN + linear probe on cached feature files (fast protocol)"),
+    "compare": ("vicreg_bench.cli.compare", "put several results side by side (table, md, csv, html)"),
+    "demo": ("vicreg_bench.cli.demo", "the whole pipeline on a synthetic dataset, on the CPU"),
 }
 DATA_COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("vicreg_bench.data.synth", "write the synthetic mini-suite in the official dataset layouts"),
-    "check": ("vicreg_bench.data.check", "report which datasets are present, missing or malformed"),
+    "synth": ("vicreg_bench.cli.data_synth", "write the synthetic mini-suite in the official dataset layouts"),
+    "check": ("vicreg_bench.cli.data_check", "report which datasets are present, missing or malformed"),
 }
 
 

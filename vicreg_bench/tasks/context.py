@@ -1,9 +1,10 @@
 """What every benchmark task receives and returns, so `run` can drive them all the same way.
 
-A task is a function `run_<task>(ctx: TaskContext) -> TaskOutput`. It reads data through the readers in
-`vicreg_bench.data`, frozen features through `ctx.features` (the shared on-disk cache), keeps resumable
-state under `ctx.work_dir`, and returns metrics with the fixed names of DESIGN.md. `run` turns the output
-into the results JSON entry (`vicreg_bench.results.task_entry`) and records failures and skips itself.
+A task is a function `run(ctx: TaskContext) -> TaskOutput` registered with
+`vicreg_bench.tasks.registry.register_task`. It reads data through the readers in `vicreg_bench.data`,
+frozen features through `ctx.features` (the shared on-disk cache), keeps resumable state under
+`ctx.work_dir`, and returns metrics with the fixed names of DESIGN.md. `run` turns the output into the
+results JSON entry (`vicreg_bench.results.entry.task_entry`) and records failures and skips itself.
 """
 
 from __future__ import annotations
@@ -11,6 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from vicreg_bench.tasks.options import TaskOptions
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Run-wide settings every task shares: image sizes, compute dtype, data loading (the run's flags)."""
+
+    image_size: int = 224  # crop size of the transforms (paper 224)
+    resize: int | None = None  # resize before the crop (None: image_size * 256 / 224)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    workers: int | None = None  # DataLoader workers per process (None: from the CPU count)
+    on_bad_image: str = "error"  # error | skip
 
 
 @dataclass
@@ -21,11 +35,12 @@ class TaskContext:
     data_root: Path
     work_dir: Path  # this task's own folder under the run's output dir: checkpoints, logs, resume state
     cache_dir: Path  # feature cache shared by tasks and runs
+    options: TaskOptions  # this task's typed options (its registration's `options` class)
+    settings: RunSettings = field(default_factory=RunSettings)
     device: str = "cpu"  # "cpu" or "cuda[:i]"
     protocol: str = "paper"  # "paper" | "fast"
     seed: int = 0
-    options: dict = field(default_factory=dict)  # run flags: det_engine, svm_variant, epochs, batch_size, ...
-    # get_features(dataset, split, transform_name) -> vicreg_bench.features.FeatureSet (cached extraction)
+    # (dataset, split, transform_name) -> vicreg_bench.features.FeatureSet (cached extraction)
     features: Callable[..., Any] | None = None
     # distributed info (torchrun): rank / world size of this process
     rank: int = 0

@@ -1,0 +1,141 @@
+"""Run a benchmark suite on a checkpoint and write OUT/results.json.
+
+  vicreg-bench run --ckpt resnet50.pth --suite all --data-root /data --out runs/vicreg --label "VICReg ep100"
+
+What it does, in order:
+  1. resolves --suite / --tasks to tasks, and every option to each task's typed options (a misspelt or
+     mistyped option stops here, naming the key; `--list-options` shows them all);
+  2. loads the checkpoint once (any supported format, see `vicreg-bench inspect`);
+  3. checks that every dataset the tasks need is present before any compute, and stops listing
+     everything missing at once (or, with --skip-missing, records those tasks as skipped);
+  4. runs each task; frozen features are extracted once per (dataset, split, transform) into the
+     feature cache (--cache-dir) and shared by the tasks of this and later runs;
+  5. writes OUT/results.json after every task (atomically, schema-checked) and prints a summary.
+
+Running the same command again skips the tasks already done with the same protocol (same protocol
+hash) and resumes a half-done one from its per-epoch checkpoint; --force recomputes. A task that
+fails is recorded as failed with its error and the others still run; the exit code is 1 if any task
+asked for failed. Seeds are fixed (--seed) and recorded.
+
+Scaling a protocol down (small data, CPU): --epochs, --batch-size, --image-size/--resize, --det-iters,
+--eval-every, or any task option with --option KEY=VALUE (TASK.KEY=VALUE for one task only). Every
+such change is recorded in the task's protocol params, so its protocol hash differs from the paper's
+and `compare` never mistakes it for a paper-protocol number.
+
+Several GPUs (or CPU processes): torchrun --nproc_per_node N -m vicreg_bench.cli run ... ;
+extraction and training are split between the processes and only rank 0 writes the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vicreg_bench.cli.extract import add_extraction_arguments
+from vicreg_bench.errors import UserError
+from vicreg_bench.tasks.catalog import all_tasks, resolve_tasks, suites
+from vicreg_bench.tasks.context import RunSettings
+from vicreg_bench.tasks.options import RawOption, describe_options, parse_option_text
+
+# dedicated flags that set a task option (flag attribute -> option key)
+OPTION_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "eval_every": "eval_every",
+                "svm_variant": "svm_variant", "linear_head": "linear_head", "det_engine": "det_engine",
+                "det_iters": "det_max_iter"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    names = list(all_tasks())
+    g = p.add_argument_group("what to run")
+    g.add_argument("--ckpt", type=Path, default=None, help="checkpoint of any supported format (see `inspect`)")
+    g.add_argument("--method", default=None, help="checkpoint method when detection guesses wrong (e.g. dino, moco_v2)")
+    g.add_argument("--key", default=None, help="sub-dictionary holding the model in a full checkpoint (e.g. teacher)")
+    g.add_argument("--label", default=None,
+                   help="a name for this backbone, shown by compare and the report (stored as checkpoint.label)")
+    g.add_argument("--suite", default=None, choices=list(suites()),
+                   help="table1 (ImageNet linear + semi-supervised), table2 (Places205, VOC07 SVM, iNat18, "
+                        "detection), knn, all (default), fast (classification on cached features)")
+    g.add_argument("--tasks", default=None, help=f"comma-separated tasks instead of a suite: {', '.join(names)}")
+    g.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<checkpoint name>)")
+    g.add_argument("--protocol", default=None, choices=("paper", "fast"),
+                   help="paper (default): the published protocols; fast: linear heads on cached centre-crop "
+                        "features, no augmentation (labelled linear_fast in the results)")
+    g.add_argument("--det-engine", default=None, choices=("detectron2", "torchvision"),
+                   help="detection engine (option det_engine; default detectron2)")
+    g.add_argument("--skip-missing", action="store_true",
+                   help="record tasks whose data is missing as skipped instead of stopping before any compute")
+    g.add_argument("--force", action="store_true", help="recompute tasks already in OUT/results.json")
+    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0), recorded")
+    g.add_argument("--list-options", action="store_true",
+                   help="print every option of the selected tasks (--suite / --tasks) with its type, default and "
+                        "help, and exit")
+    s = p.add_argument_group("scaling a protocol down (recorded in the protocol params)")
+    s.add_argument("--epochs", type=int, default=None, help="epochs of the linear / semi-supervised tasks (option epochs)")
+    s.add_argument("--batch-size", type=int, default=None, help="global batch size of training (option batch_size; paper 256)")
+    s.add_argument("--det-iters", type=int, default=None,
+                   help="iterations of the detection tasks (option det_max_iter; steps and warmup keep their share)")
+    s.add_argument("--eval-every", type=int, default=None, help="semi-supervised: evaluate every N epochs (paper: 1)")
+    s.add_argument("--svm-variant", default=None, choices=("squash", "center_crop", "both"),
+                   help="VOC07 SVM image variant: squash (VISSL), center_crop (paper text), both (default; "
+                        "squash is the headline)")
+    s.add_argument("--linear-head", default=None, choices=("linear", "bn_linear"),
+                   help="linear-probe head: bn_linear (default; BatchNorm1d + Linear, PROTOCOLS.md / VISSL) or "
+                        "linear (plain Linear, exactly vicreg evaluate.py; paper protocol only)")
+    s.add_argument("--option", action="append", default=[], metavar="[TASK.]KEY=VALUE",
+                   help="any task option, repeatable, e.g. knn_temperature=0.1 det_input_scale=0.1 "
+                        "voc07_det.det_max_iter=200 svm_costs=[0.1,1]; a misspelt key or a value of the wrong type "
+                        "is an error; --list-options shows every option")
+    e = p.add_argument_group("data, device and extraction")
+    add_extraction_arguments(e)
+    e.add_argument("--extract-batch-size", type=int, default=None,
+                   help="images per forward pass when extracting (default 256 on CUDA, 64 on CPU)")
+
+
+def check_positive(args: argparse.Namespace) -> None:
+    for flag in ("epochs", "batch_size", "det_iters", "eval_every", "image_size", "resize", "extract_batch_size",
+                 "shard_size"):
+        v = getattr(args, flag, None)
+        if v is not None and v < 1:
+            raise UserError(f"--{flag.replace('_', '-')}: expected a positive integer, got {v}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers: expected 0 or more, got {args.workers}")
+
+
+def resolve_protocol(suite: str | None, protocol: str | None) -> str:
+    if suite == "fast":
+        if protocol == "paper":
+            raise UserError("--suite fast runs the fast protocol; drop --protocol paper or pick another suite")
+        return "fast"
+    return protocol or "paper"
+
+
+def raw_options(args: argparse.Namespace) -> list[RawOption]:
+    """The dedicated flags, then every --option (a later value wins)."""
+    raw = [RawOption(key, getattr(args, flag), f"--{flag.replace('_', '-')}")
+           for flag, key in OPTION_FLAGS.items() if getattr(args, flag) is not None]
+    return raw + [parse_option_text(text) for text in args.option]
+
+
+def main(args: argparse.Namespace) -> int:
+    from vicreg_bench.data.registry import resolve_data_root
+    from vicreg_bench.runner.local import run_suite
+    from vicreg_bench.runner.plan import RunConfig, task_options
+
+    tasks = resolve_tasks(args.suite, args.tasks)
+    if args.list_options:
+        print(describe_options([all_tasks()[t] for t in tasks]))
+        return 0
+    if args.ckpt is None:
+        raise UserError("--ckpt: a checkpoint is required (or --list-options to see the tasks' options)")
+    check_positive(args)
+    raw = raw_options(args)
+    task_options(tasks, raw)  # fail on a bad option before anything else is looked at
+    config = RunConfig(
+        ckpt=Path(args.ckpt), out=Path(args.out) if args.out else Path("runs") / Path(args.ckpt).stem, tasks=tasks,
+        suite="custom" if args.tasks else (args.suite or "all"), protocol=resolve_protocol(args.suite, args.protocol),
+        data_root=resolve_data_root(args.data_root), cache_dir=args.cache_dir, device=args.device, seed=args.seed,
+        method=args.method, key=args.key, label=args.label, options=raw,
+        settings=RunSettings(image_size=args.image_size, resize=args.resize, precision=args.precision,
+                             workers=args.workers, on_bad_image=args.on_bad_image),
+        extract_batch_size=args.extract_batch_size, shard_size=args.shard_size, force=args.force,
+        skip_missing=args.skip_missing)
+    return run_suite(config)
