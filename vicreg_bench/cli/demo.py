@@ -35,8 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="epochs of every task with an `epochs` option (linear probes, semi-supervised fine-tuning)")
     g.add_argument("--image-size", type=int, default=None, help="crop size of the evaluation transforms")
     g.add_argument("--option", action="append", default=[], metavar="[TASK.]KEY=VALUE",
-                   help="override a task option of the demo's scale-down, e.g. voc07_det.det_max_iter=300 or "
-                        "coco_det.det_max_iter=80 (see `vicreg-bench run --list-options`)")
+                   help="override an option of the demo's scale-down: KEY=VALUE for every task that has it (e.g. "
+                        "epochs=5), TASK.KEY=VALUE for one task (e.g. a detection task's det_max_iter); "
+                        "`vicreg-bench run --list-options` lists tasks and keys")
 
 
 def budget_from_args(args: argparse.Namespace) -> Budget:

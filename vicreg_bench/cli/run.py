@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "linear (plain Linear, exactly vicreg evaluate.py; paper protocol only)")
     s.add_argument("--option", action="append", default=[], metavar="[TASK.]KEY=VALUE",
                    help="any task option, repeatable, e.g. knn_temperature=0.1 det_input_scale=0.1 "
-                        "voc07_det.det_max_iter=200 svm_costs=[0.1,1]; a misspelt key or a value of the wrong type "
+                        "svm_costs=[0.1,1], or TASK.det_max_iter=200 for one detection task; a misspelt key or a value of the wrong type "
                         "is an error; --list-options shows every option")
     e = p.add_argument_group("data, device and extraction")
     add_extraction_arguments(e)

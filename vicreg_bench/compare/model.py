@@ -13,7 +13,7 @@ class TableColumn:
 
     task: str
     metric: str
-    table: int  # the paper's table (1, 2 or 5) this column belongs to
+    table: int | str  # the paper's table (1, 2 or 5) this column belongs to, or a new task's own group
     label: str  # short header
 
     @property
@@ -33,6 +33,17 @@ TABLE_TITLES = {
     2: "Table 2: transfer (linear, detection)",
     5: "Table 5: ImageNet k-NN",
 }
+
+
+def group_title(group: int | str) -> str:
+    """A column group's title: the paper table's ("Table 1: ..."), or a new task's own group name."""
+    return TABLE_TITLES.get(group, str(group)) if isinstance(group, int) else str(group)
+
+
+def group_tag(group: int | str) -> str:
+    """The short form in headers: "T1" for the paper's Table 1, else the group name."""
+    return f"T{group}" if isinstance(group, int) else str(group)
+
 
 # What the marks mean, in the order they are shown.
 MARKS: dict[str, str] = {"protocol": "\u2020", "engine": "\u2021", "dataset": "\u00a7", "variant": "\u00b6"}
@@ -112,9 +123,9 @@ class Table:
     def legend(self) -> list[tuple[str, str]]:
         return [(MARKS[k], MARK_LEGEND[k]) for k in self.marks_used]
 
-    def groups(self) -> list[tuple[int, int]]:
+    def groups(self) -> list[tuple[int | str, int]]:
         """(paper table number, number of consecutive columns) for the header's group row."""
-        out: list[tuple[int, int]] = []
+        out: list[tuple[int | str, int]] = []
         for col in self.columns:
             if out and out[-1][0] == col.table:
                 out[-1] = (col.table, out[-1][1] + 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from vicreg_bench.compare.model import MARK_LEGEND, MARKS, TABLE_TITLES, Cell, Table
+from vicreg_bench.compare.model import MARK_LEGEND, MARKS, Cell, Table, group_tag, group_title
 
 
 def cell_text(cell: Cell, decimals: int = 1) -> str:
@@ -59,7 +59,8 @@ def render_text(table: Table) -> str:
     start = 3
     for number, span in table.groups():
         width = sum(widths[start:start + span]) + 2 * (span - 1)
-        group_cells.append(f"Table {number}".center(width, "-")[:width] if width >= 7 else f"T{number}".center(width))
+        head = f"Table {number}" if isinstance(number, int) else str(number)
+        group_cells.append(head.center(width, "-")[:width] if width >= len(head) + 2 else group_tag(number).center(width))
         start += span
     lines = ["  ".join(group_cells)]
 
@@ -75,7 +76,7 @@ def render_text(table: Table) -> str:
             lines.append("  ".join("-" * w for w in widths[:3]) + "  published (VICReg paper)")
         lines.append(fmt(b))
     lines.append("")
-    lines += [" ".join(f"{TABLE_TITLES[n]}." for n, _ in table.groups())]
+    lines += [" ".join(f"{group_title(n)}." for n, _ in table.groups())]
     lines += _notes_block(table, bullet="  ")
     return "\n".join(lines) + "\n"
 
@@ -86,7 +87,7 @@ def _md_escape(text: str) -> str:
 
 def render_markdown(table: Table) -> str:
     """A GitHub-flavoured Markdown table, best values in bold, legend and footnotes as lists."""
-    header = ["backbone", "arch", "checkpoint"] + [f"T{c.table} {c.label}" for c in table.columns]
+    header = ["backbone", "arch", "checkpoint"] + [f"{group_tag(c.table)} {c.label}" for c in table.columns]
     lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "---|" * 3 + "---:|" * len(table.columns)]
     for r in table.rows:
         method = f"*{_md_escape(r.name)}* (published)" if r.published else _md_escape(r.name)
@@ -97,7 +98,7 @@ def render_markdown(table: Table) -> str:
             cells.append(f"**{text}**" if cell.best and text else text)
         lines.append("| " + " | ".join([method, _md_escape(r.arch), _md_escape(r.checkpoint)] + cells) + " |")
     lines.append("")
-    lines.append(" ".join(f"T{n} = {TABLE_TITLES[n]}." for n, _ in table.groups()))
+    lines.append(" ".join(f"{group_tag(n)} = {group_title(n)}." for n, _ in table.groups()))
     lines.append("")
     for line in _notes_block(table, bullet="- "):
         lines.append(_md_escape(line) if line.startswith("- ") else f"**{line}**" if line.endswith(":") else _md_escape(line))
@@ -129,7 +130,7 @@ def render_html(table: Table) -> str:
 
     out = ['<table class="cmp">', "<thead>", "<tr><th colspan=\"3\"></th>"]
     for number, span in table.groups():
-        out.append(f'<th colspan="{span}" class="group" title="{escape(TABLE_TITLES[number])}">{escape(TABLE_TITLES[number])}</th>')
+        out.append(f'<th colspan="{span}" class="group" title="{escape(group_title(number))}">{escape(group_title(number))}</th>')
     out.append("</tr><tr><th>backbone</th><th>arch</th><th>checkpoint</th>")
     out += [f'<th title="{escape(c.key)}">{escape(c.label)}</th>' for c in table.columns]
     out.append("</tr></thead><tbody>")

@@ -24,7 +24,7 @@ imagenet/
   train/<wnid>/*.JPEG          ImageFolder, one folder per class (n01440764 ...), class index = sorted wnids
   val/<wnid>/*.JPEG            same wnids (or: flat val/*.JPEG + imagenet/LOC_val_solution.csv, Kaggle form)
   subsets/1percent.txt         optional, SimCLR lists (lines "n04235860_14959.JPEG" -> train/n04235860/...)
-  subsets/10percent.txt        optional; needed by imagenet_semisup_1pct / imagenet_semisup_10pct""",
+  subsets/10percent.txt        optional; needed by the semi-supervised tasks (1% / 10% of the labels)""",
     "places205": f"""\
 places205/
   trainvalsplit_places205/train_places205.csv   lines "a/abbey/gsun_<hash>.jpg 0" (path, SPACE, label 0..204)
@@ -41,7 +41,7 @@ VOC2007/                       devkit layout (also accepted: VOCdevkit/VOC2007/)
   Annotations/<id>.xml         boxes with <difficult>
   JPEGImages/<id>.jpg
   ImageSets/Main/trainval.txt, test.txt
-  ImageSets/Main/<class>_trainval.txt, <class>_test.txt   20 classes, lines "<id> 1|-1|0" (for voc07_svm)""",
+  ImageSets/Main/<class>_trainval.txt, <class>_test.txt   20 classes, lines "<id> 1|-1|0" (for the VOC07 SVMs)""",
     "voc2012": """\
 VOC2012/                       devkit layout (also accepted: VOCdevkit/VOC2012/)
   Annotations/<id>.xml

@@ -89,7 +89,7 @@ def parse_overrides(texts: list[str]) -> dict[str, dict[str, Any]]:
     for text in texts:
         key, sep, value = text.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--option {text!r}: expected [TASK.]KEY=VALUE, e.g. voc07_det.det_max_iter=100")
+            raise UserError(f"--option {text!r}: expected [TASK.]KEY=VALUE, e.g. epochs=5")
         task, dot, key = key.strip().rpartition(".")
         if dot and task not in all_tasks():
             raise UserError(f"--option {text}: unknown task {task!r}; expected one of {', '.join(all_tasks())}")

@@ -1,13 +1,16 @@
-"""All tasks: imports the built-in task modules (and plug-ins) so their registrations exist, then answers
-questions about them: which tasks a suite or `--tasks` list means, which datasets they read.
+"""All tasks: imports every module of the `vicreg_bench.tasks` package (and plug-ins) so that their
+registrations exist, then answers questions about them: which tasks a suite or `--tasks` list means, which
+datasets they read, and a TaskContext for calling one directly.
 
-Plug-ins: a distribution can add tasks by declaring an entry point in the group `vicreg_bench.tasks`
-whose value is a module that registers tasks with `vicreg_bench.tasks.registry.register_task`.
+A new task module in this package registers itself when imported: nothing else needs editing. Plug-ins: a
+distribution can add tasks by declaring an entry point in the group `vicreg_bench.tasks` whose value is a
+module that registers tasks with `vicreg_bench.tasks.registry.register_task`.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -17,13 +20,6 @@ from vicreg_bench.tasks.context import RunSettings, TaskContext
 from vicreg_bench.tasks.options import RawOption, resolve_options
 from vicreg_bench.tasks.registry import TaskSpec, registered
 
-BUILTIN_MODULES = (
-    "vicreg_bench.tasks.knn",
-    "vicreg_bench.tasks.svm",
-    "vicreg_bench.tasks.linear",
-    "vicreg_bench.tasks.semisup",
-    "vicreg_bench.tasks.detection",
-)
 ENTRY_POINT_GROUP = "vicreg_bench.tasks"
 SUITE_ORDER = ("table1", "table2", "knn")  # the paper's tables first, in their order; other suites after
 _loaded = False
@@ -33,8 +29,9 @@ def _load() -> None:
     global _loaded
     if _loaded:
         return
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+    package = importlib.import_module("vicreg_bench.tasks")
+    for info in pkgutil.iter_modules(package.__path__, "vicreg_bench.tasks."):
+        importlib.import_module(info.name)
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         importlib.import_module(ep.value)
     _loaded = True

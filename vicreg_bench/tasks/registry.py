@@ -28,7 +28,7 @@ class Column:
     """One column of `compare`'s table: a metric of the task, under a group header (the paper's table)."""
 
     metric: str
-    group: int  # the VICReg paper's table number (1, 2 or 5) the column belongs to
+    group: int | str  # the VICReg paper's table number (1, 2 or 5), or a group name for tasks outside the paper
     label: str  # short header
     order: int  # position among all columns (the paper's left-to-right order)
 

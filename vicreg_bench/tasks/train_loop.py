@@ -2,10 +2,10 @@
 
 As facebookresearch/vicreg's evaluate.py does with `--weights freeze|finetune`, one loop trains a
 `Classifier` (trunk + head) in either mode:
-- `freeze`: the trunk stays in eval mode and runs under no_grad; only the head learns (imagenet_linear,
-  places205_linear, inat18_linear with the paper protocol);
+- `freeze`: the trunk stays in eval mode and runs under no_grad; only the head learns (the linear probes
+  with the paper protocol);
 - `finetune`: trunk and head learn, the trunk's BatchNorm layers use batch statistics per process, as in
-  evaluate.py (imagenet_semisup_1pct / 10pct).
+  evaluate.py (semi-supervised fine-tuning on 1% / 10% of the ImageNet labels).
 
 Every epoch: this process's share of seeded global batches (`epoch_data`), SGD steps with the loss
 normalised by the global batch (DDP averages the gradients), one scheduler step, an evaluation every
