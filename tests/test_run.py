@@ -208,3 +208,32 @@ def test_two_processes_give_the_results_of_one(full_run, tiny_checkpoints, synth
     loss_two = [h["loss"] for h in two["tasks"]["imagenet_linear"]["extra"]["history"]]
     assert loss_two == pytest.approx(loss_one, rel=1e-5)
     assert proc.stdout.count("results:") == 1  # only rank 0 reports and writes
+
+
+def test_many_checkpoints_in_one_command(tiny_checkpoints, synthetic_root, tmp_path, capsys):
+    """--ckpt a b and --ckpt-list: OUT/<label or stem>/results.json each, and compare takes them all."""
+    base = ["run", "--tasks", "imagenet_knn", "--data-root", str(synthetic_root), "--cache-dir",
+            str(tmp_path / "cache"), "--device", "cpu", "--image-size", "32", "--workers", "0"]
+    out = tmp_path / "many"
+    assert cli_main(base + ["--ckpt", str(tiny_checkpoints["random"]), str(tiny_checkpoints["trained"]),
+                            "--out", str(out)]) == 0
+    docs = {p.parent.name: read_results(p) for p in out.glob("*/results.json")}
+    assert set(docs) == {Path(tiny_checkpoints[k]).stem for k in ("random", "trained")}
+    listing = tmp_path / "ckpts.txt"
+    listing.write_text(f"# two labelled backbones\n{tiny_checkpoints['random']}  random init\n"
+                       f"{Path(tiny_checkpoints['trained']).name} trained backbone\n")
+    shutil.copy(tiny_checkpoints["trained"], tmp_path / Path(tiny_checkpoints["trained"]).name)  # relative path
+    out2 = tmp_path / "listed"
+    assert cli_main(base + ["--ckpt-list", str(listing), "--out", str(out2)]) == 0
+    labels = {p.parent.name: read_results(p)["checkpoint"]["label"] for p in out2.glob("*/results.json")}
+    assert labels == {"random_init": "random init", "trained_backbone": "trained backbone"}
+    capsys.readouterr()
+    assert cli_main(["compare", *map(str, sorted(out2.glob("*/results.json")))]) == 0
+    text = capsys.readouterr().out
+    assert "random init" in text and "trained backbone" in text
+    # errors: one --label for several, the same folder twice
+    assert cli_main(base + ["--ckpt", str(tiny_checkpoints["random"]), str(tiny_checkpoints["trained"]),
+                            "--label", "x"]) == 2
+    assert "--ckpt-list" in capsys.readouterr().err
+    assert cli_main(base + ["--ckpt", str(tiny_checkpoints["random"]), str(tiny_checkpoints["random"])]) == 2
+    assert "distinct labels" in capsys.readouterr().err

@@ -29,6 +29,8 @@ extraction and training are split between the processes and only rank 0 writes t
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 from pathlib import Path
 
 from vicreg_bench.cli.extract import add_extraction_arguments
@@ -46,16 +48,24 @@ OPTION_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "eval_every": "e
 def add_arguments(p: argparse.ArgumentParser) -> None:
     names = list(all_tasks())
     g = p.add_argument_group("what to run")
-    g.add_argument("--ckpt", type=Path, default=None, help="checkpoint of any supported format (see `inspect`)")
+    g.add_argument("--ckpt", type=Path, nargs="+", default=None, metavar="PATH",
+                   help="checkpoint(s) of any supported format (see `inspect`); with several, each gets "
+                        "OUT/<label or file stem>/results.json")
+    g.add_argument("--ckpt-list", type=Path, default=None, metavar="FILE",
+                   help="a text file of checkpoints, one per line: PATH [LABEL] (relative paths are relative to "
+                        "the file; # starts a comment); each gets OUT/<label or file stem>/results.json")
     g.add_argument("--method", default=None, help="checkpoint method when detection guesses wrong (e.g. dino, moco_v2)")
     g.add_argument("--key", default=None, help="sub-dictionary holding the model in a full checkpoint (e.g. teacher)")
     g.add_argument("--label", default=None,
-                   help="a name for this backbone, shown by compare and the report (stored as checkpoint.label)")
+                   help="a name for this backbone, shown by compare and the report (stored as checkpoint.label); "
+                        "one checkpoint only (--ckpt-list gives labels to several)")
     g.add_argument("--suite", default=None, choices=list(suites()),
                    help="table1 (ImageNet linear + semi-supervised), table2 (Places205, VOC07 SVM, iNat18, "
                         "detection), knn, all (default), fast (classification on cached features)")
     g.add_argument("--tasks", default=None, help=f"comma-separated tasks instead of a suite: {', '.join(names)}")
-    g.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<checkpoint name>)")
+    g.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: runs/<checkpoint file stem>); with several checkpoints, the folder "
+                        "that gets one sub-folder per checkpoint (default: runs)")
     g.add_argument("--protocol", default=None, choices=("paper", "fast"),
                    help="paper (default): the published protocols; fast: linear heads on cached centre-crop "
                         "features, no augmentation (labelled linear_fast in the results)")
@@ -115,6 +125,54 @@ def raw_options(args: argparse.Namespace) -> list[RawOption]:
     return raw + [parse_option_text(text) for text in args.option]
 
 
+def read_ckpt_list(path: Path) -> list[tuple[Path, str | None]]:
+    """(checkpoint, label) per line of a --ckpt-list file: `PATH [LABEL]`, blank lines and # comments skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise UserError(f"--ckpt-list {path}: cannot read ({e.strerror or e})") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(None, 1)
+        ckpt = Path(parts[0]).expanduser()
+        out.append((ckpt if ckpt.is_absolute() else path.parent / ckpt, parts[1].strip() if len(parts) > 1 else None))
+    if not out:
+        raise UserError(f"--ckpt-list {path}: no checkpoint listed (expected lines 'PATH [LABEL]')")
+    return out
+
+
+def folder_name(ckpt: Path, label: str | None) -> str:
+    """The output sub-folder of one checkpoint of many: its label, else its file stem, made path-safe."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", label.strip()) if label else ckpt.stem
+    return name.strip("._") or ckpt.stem
+
+
+def checkpoints_and_outputs(args: argparse.Namespace) -> list[tuple[Path, str | None, Path]]:
+    """(checkpoint, label, output folder) of every checkpoint the command names."""
+    items = [(Path(p), None) for p in args.ckpt or []]
+    if args.ckpt_list is not None:
+        items += read_ckpt_list(args.ckpt_list)
+    if not items:
+        raise UserError("--ckpt: a checkpoint is required (or --ckpt-list FILE, or --list-options to see the "
+                        "tasks' options)")
+    if len(items) == 1 and args.ckpt_list is None:
+        ckpt, _ = items[0]
+        return [(ckpt, args.label, Path(args.out) if args.out else Path("runs") / ckpt.stem)]
+    if args.label is not None:
+        raise UserError("--label names one checkpoint; give several checkpoints their labels in --ckpt-list "
+                        "(one 'PATH LABEL' per line)")
+    parent = Path(args.out) if args.out else Path("runs")
+    names = [folder_name(c, label) for c, label in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserError(f"several checkpoints would write to {parent}/{dupes[0]}: give them distinct labels in "
+                        f"--ckpt-list (PATH LABEL per line)")
+    return [(c, label, parent / name) for (c, label), name in zip(items, names)]
+
+
 def main(args: argparse.Namespace) -> int:
     from vicreg_bench.data.registry import resolve_data_root
     from vicreg_bench.runner.local import run_suite
@@ -124,18 +182,36 @@ def main(args: argparse.Namespace) -> int:
     if args.list_options:
         print(describe_options([all_tasks()[t] for t in tasks]))
         return 0
-    if args.ckpt is None:
-        raise UserError("--ckpt: a checkpoint is required (or --list-options to see the tasks' options)")
     check_positive(args)
+    targets = checkpoints_and_outputs(args)
     raw = raw_options(args)
     task_options(tasks, raw)  # fail on a bad option before anything else is looked at
-    config = RunConfig(
-        ckpt=Path(args.ckpt), out=Path(args.out) if args.out else Path("runs") / Path(args.ckpt).stem, tasks=tasks,
-        suite="custom" if args.tasks else (args.suite or "all"), protocol=resolve_protocol(args.suite, args.protocol),
-        data_root=resolve_data_root(args.data_root), cache_dir=args.cache_dir, device=args.device, seed=args.seed,
-        method=args.method, key=args.key, label=args.label, options=raw,
-        settings=RunSettings(image_size=args.image_size, resize=args.resize, precision=args.precision,
-                             workers=args.workers, on_bad_image=args.on_bad_image),
+    configs = [RunConfig(
+        ckpt=ckpt, out=out, tasks=tasks, suite="custom" if args.tasks else (args.suite or "all"),
+        protocol=resolve_protocol(args.suite, args.protocol), data_root=resolve_data_root(args.data_root),
+        cache_dir=args.cache_dir, device=args.device, seed=args.seed, method=args.method, key=args.key, label=label,
+        options=raw, settings=RunSettings(image_size=args.image_size, resize=args.resize, precision=args.precision,
+                                          workers=args.workers, on_bad_image=args.on_bad_image),
         extract_batch_size=args.extract_batch_size, shard_size=args.shard_size, force=args.force,
-        skip_missing=args.skip_missing)
-    return run_suite(config)
+        skip_missing=args.skip_missing) for ckpt, label, out in targets]
+    if len(configs) == 1:
+        return run_suite(configs[0])
+    return run_many(configs)
+
+
+def run_many(configs: list) -> int:
+    """One checkpoint after the other; a checkpoint that cannot run is reported and the others still run.
+    Exit status: the worst of them (2 a user error, 1 a failed task, 0 all well)."""
+    from vicreg_bench.runner.local import run_suite
+
+    codes = []
+    for n, config in enumerate(configs, 1):
+        print(f"\n##### checkpoint {n}/{len(configs)}: {config.ckpt} -> {config.out}", flush=True)
+        try:
+            codes.append(run_suite(config))
+        except UserError as e:
+            print(f"vicreg-bench run: error: {config.ckpt}: {e}", file=sys.stderr)
+            codes.append(e.exit_code)
+    print("\n" + "\n".join(f"{'ok    ' if c == 0 else 'FAILED' if c == 1 else 'ERROR '} {cfg.out / 'results.json'}"
+                             for c, cfg in zip(codes, configs)))
+    return max(codes)

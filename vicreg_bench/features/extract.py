@@ -34,6 +34,7 @@ from vicreg_bench.features.cache import (
 from vicreg_bench.features.feature_set import FeatureSet
 from vicreg_bench.features.transforms import build_transform
 from vicreg_bench.fileio import atomic_write_json
+from vicreg_bench.locks import FileLock, describe_holder
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -213,59 +214,19 @@ def features_for_dataset(
                           precision=precision, order_sha256=order_sha256(dataset))
     entry = CacheEntry(cache_dir, key)
     from_cache = entry.is_complete()
-    if not from_cache:
-        n = len(dataset)
-        if D.is_main():
-            entry.prepare(desc, n, shard_size)
-        D.barrier()
-        meta = json.loads((entry.dir / "meta.json").read_text())
-        shard_size = int(meta["shard_size"])
-        model = model_or_builder() if callable(model_or_builder) and not isinstance(model_or_builder, torch.nn.Module) else model_or_builder
-        batch_size = batch_size or (256 if str(device).startswith("cuda") else 64)
-        workers = default_workers(device) if workers is None else workers
-        text = f"extract {dataset_name}/{dataset.split} [{transform_params['name']}]"
-        failed = None
-        try:
-            stats = extract_into(entry, model, dataset, device=device, precision=precision, batch_size=batch_size,
-                                 workers=workers, shard_size=shard_size, progress=progress, desc_text=text,
-                                 on_shard_written=on_shard_written)
-        except BaseException as e:  # every rank must reach the barrier below or the others hang
-            if not D.is_distributed():
-                raise
-            failed, stats = e, {"images": 0, "seconds": 0.0}
-        if D.any_rank(failed is not None):
-            if failed is not None:
-                raise failed
-            raise RuntimeError("feature extraction failed on another process")
-        all_stats = D.all_gather_objects(stats)
-        if D.is_main():
-            num_shards = len(shard_ranges(n, shard_size))
-            missing = [s for s in range(num_shards) if not entry.shard_ok(s)]
-            if missing:
-                raise RuntimeError(f"{entry.dir}: shards {missing[:10]} missing after extraction")
-            images = sum(s["images"] for s in all_stats)
-            seconds = max(s["seconds"] for s in all_stats)
-            idx, skipped = read_index(entry, num_shards)
-            atomic_write_json(entry.complete_file, {
-                "key": key,
-                "desc": desc,
-                "num_items": n,
-                "num_features": int(len(idx)),
-                "num_shards": num_shards,
-                "shard_size": shard_size,
-                "skipped": skipped,
-                "throughput": {
-                    "images_per_s": round(images / seconds, 2) if seconds > 0 else None,
-                    "images": images,
-                    "seconds": round(seconds, 3),
-                    "num_processes": D.get_world_size(),
-                    "device": str(device),
-                    "precision": precision,
-                    "batch_size": batch_size,
-                    "workers": workers,
-                },
-            })
-        D.barrier()
+    lock = None
+    if not from_cache:  # one extraction per entry: another job extracting the same features is waited for
+        lock = hold_extraction_lock(entry, f"extracting {dataset_name}/{dataset.split}", progress)
+        from_cache = entry.is_complete()
+    try:
+        if not from_cache:
+            _extract_entry(entry, desc, key, dataset, model_or_builder, dataset_name=dataset_name,
+                           transform_params=transform_params, device=device, precision=precision,
+                           batch_size=batch_size, workers=workers, shard_size=shard_size, progress=progress,
+                           on_shard_written=on_shard_written)
+    finally:
+        if lock is not None:
+            lock.release()
     info = entry.read_complete()
     idx, skipped = read_index(entry, int(info["num_shards"]))
     feats = read_features(entry, int(info["num_shards"]), len(idx))
@@ -283,6 +244,79 @@ def features_for_dataset(
         throughput=dict(info.get("throughput", {})),
         from_cache=from_cache,
     )
+
+
+def hold_extraction_lock(entry: CacheEntry, what: str, progress: bool) -> FileLock | None:
+    """Rank 0 takes the entry's lock (waiting, with a message, when another process extracts it); every
+    rank passes the barrier once it holds it."""
+    lock = None
+    if D.is_main():
+        lock = FileLock(entry.dir.parent / f".{entry.key}.lock", what=what)
+        if not lock.acquire(wait=False):
+            if progress:
+                print(f"{what}: {describe_holder(lock.holder())} is extracting these features; waiting for it",
+                      file=sys.stderr, flush=True)
+            lock.acquire(wait=True)
+    D.barrier()
+    return lock
+
+
+def _extract_entry(entry: CacheEntry, desc: dict, key: str, dataset, model_or_builder, *, dataset_name: str,
+                   transform_params: dict, device: str, precision: str, batch_size: int | None, workers: int | None,
+                   shard_size: int, progress: bool, on_shard_written: Callable[[int], None] | None) -> None:
+    """Compute the entry's missing shards (split between processes) and write its complete.json."""
+    n = len(dataset)
+    if D.is_main():
+        entry.prepare(desc, n, shard_size)
+    D.barrier()
+    meta = json.loads((entry.dir / "meta.json").read_text())
+    shard_size = int(meta["shard_size"])
+    model = model_or_builder() if callable(model_or_builder) and not isinstance(model_or_builder, torch.nn.Module) else model_or_builder
+    batch_size = batch_size or (256 if str(device).startswith("cuda") else 64)
+    workers = default_workers(device) if workers is None else workers
+    text = f"extract {dataset_name}/{dataset.split} [{transform_params['name']}]"
+    failed = None
+    try:
+        stats = extract_into(entry, model, dataset, device=device, precision=precision, batch_size=batch_size,
+                             workers=workers, shard_size=shard_size, progress=progress, desc_text=text,
+                             on_shard_written=on_shard_written)
+    except BaseException as e:  # every rank must reach the barrier below or the others hang
+        if not D.is_distributed():
+            raise
+        failed, stats = e, {"images": 0, "seconds": 0.0}
+    if D.any_rank(failed is not None):
+        if failed is not None:
+            raise failed
+        raise RuntimeError("feature extraction failed on another process")
+    all_stats = D.all_gather_objects(stats)
+    if D.is_main():
+        num_shards = len(shard_ranges(n, shard_size))
+        missing = [s for s in range(num_shards) if not entry.shard_ok(s)]
+        if missing:
+            raise RuntimeError(f"{entry.dir}: shards {missing[:10]} missing after extraction")
+        images = sum(s["images"] for s in all_stats)
+        seconds = max(s["seconds"] for s in all_stats)
+        idx, skipped = read_index(entry, num_shards)
+        atomic_write_json(entry.complete_file, {
+            "key": key,
+            "desc": desc,
+            "num_items": n,
+            "num_features": int(len(idx)),
+            "num_shards": num_shards,
+            "shard_size": shard_size,
+            "skipped": skipped,
+            "throughput": {
+                "images_per_s": round(images / seconds, 2) if seconds > 0 else None,
+                "images": images,
+                "seconds": round(seconds, 3),
+                "num_processes": D.get_world_size(),
+                "device": str(device),
+                "precision": precision,
+                "batch_size": batch_size,
+                "workers": workers,
+            },
+        })
+    D.barrier()
 
 
 class FeatureExtractor:

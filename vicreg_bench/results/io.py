@@ -2,6 +2,9 @@
 
 The schema is checked both on write and on read, so a results file is either complete and valid or not
 there at all. Files of schema version 1 (before `checkpoint.label`) are read and upgraded in memory.
+Several processes may write one results file at once (runs of disjoint tasks into one `--out`, SLURM
+jobs): `update_results` takes an exclusive lock, re-reads the file, merges its own tasks and replaces
+the file atomically, so no writer ever drops another's tasks.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from vicreg_bench import __version__
 from vicreg_bench.errors import UserError
 from vicreg_bench.fileio import atomic_write_json
+from vicreg_bench.locks import locked
 from vicreg_bench.results.schema import READABLE_VERSIONS, SCHEMA_VERSION, validation_errors
 
 
@@ -26,6 +30,45 @@ def write_results(path: str | os.PathLike, results: dict) -> None:
     if errors:
         raise ValueError("refusing to write invalid results JSON:\n  " + "\n  ".join(errors[:20]))
     atomic_write_json(path, results)
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file guarding a results file (`results.json` -> `.results.json.lock`)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+def update_results(path: str | os.PathLike, doc: dict, tasks: list[str] | tuple[str, ...] = ()) -> dict:
+    """Write `doc`'s entries of `tasks` into the results file without losing what others wrote: under an
+    exclusive lock, re-read the file, merge these tasks (and `doc`'s provenance) into it, replace it
+    atomically. A file of another checkpoint or protocol is refused, naming both. Returns what was written."""
+    path = Path(path)
+    with locked(lock_path(path), what=f"writing {path}"):
+        current = read_results(path) if path.is_file() else None
+        if current is None:
+            merged = doc
+        else:
+            ours, theirs = doc["checkpoint"], current["checkpoint"]
+            if ours["sha256"] != theirs["sha256"]:
+                raise UserError(f"{path}: holds results of {theirs['path']} (sha256 {theirs['sha256'][:12]}), not of "
+                                f"{ours['path']} (sha256 {ours['sha256'][:12]}); write them to another --out")
+            if current["protocol"] != doc["protocol"]:
+                raise UserError(f"{path}: holds --protocol {current['protocol']} results, not --protocol "
+                                f"{doc['protocol']}; write them to another --out")
+            merged = dict(current)
+            merged.update(tool=doc["tool"], environment=doc["environment"],
+                          checkpoint={**doc["checkpoint"], "label": ours.get("label") or theirs.get("label")})
+            suites = current["suite"].split("+")
+            merged["suite"] = "+".join(suites + [s for s in doc["suite"].split("+") if s not in suites])
+            merged["tasks"] = {**current["tasks"], **{t: doc["tasks"][t] for t in tasks if t in doc["tasks"]}}
+        write_results(path, merged)
+    return merged
+
+
+def replace_results(path: str | os.PathLike, doc: dict) -> None:
+    """Replace the results file with `doc` under the lock (`run --force` starting over)."""
+    with locked(lock_path(path), what=f"writing {path}"):
+        write_results(path, doc)
 
 
 def upgrade(results: dict) -> dict:

@@ -22,6 +22,7 @@ import torch
 
 from vicreg_bench import distributed as D
 from vicreg_bench.errors import UserError
+from vicreg_bench.locks import FileLock, describe_holder
 from vicreg_bench.results.entry import jsonable, task_entry
 from vicreg_bench.runner.plan import RunConfig, TaskPlan, data_problems, is_done, plan_task, task_options
 from vicreg_bench.runner.summary import error_reason, summary_table
@@ -51,8 +52,9 @@ def entry_not_ok(status: str, reason: str, plan: TaskPlan | None, task: str, see
 
 def open_results(path: Path, info: Any, *, label: str | None, suite: str, protocol: str, device: str,
                  force: bool) -> dict:
-    """The results document to add to: the existing one for this checkpoint and protocol, or a new one."""
-    from vicreg_bench.results.io import environment_info, new_results, read_results, tool_info
+    """The results document to add to: the existing one for this checkpoint and protocol, or a new one
+    (with --force, an existing file of another checkpoint or protocol is replaced by it right away)."""
+    from vicreg_bench.results.io import environment_info, new_results, read_results, replace_results, tool_info
 
     ckpt = info.to_results_dict()
     if path.is_file():
@@ -82,6 +84,8 @@ def open_results(path: Path, info: Any, *, label: str | None, suite: str, protoc
             return doc
     doc = new_results(ckpt, suite=suite, protocol=protocol, device=device, num_processes=D.get_world_size())
     doc["checkpoint"]["label"] = label
+    if force and path.is_file() and D.is_main():
+        replace_results(path, doc)
     return doc
 
 
@@ -91,7 +95,7 @@ def run_suite(config: RunConfig, say: Callable[..., None] = print) -> int:
     from vicreg_bench.features.cache import default_cache_dir
     from vicreg_bench.features.extract import FeatureExtractor, resolve_device
     from vicreg_bench.features.transforms import default_resize
-    from vicreg_bench.results.io import write_results
+    from vicreg_bench.results.io import read_results, update_results
 
     specs = all_tasks()
     ignored: list[str] = []
@@ -130,9 +134,11 @@ def run_suite(config: RunConfig, say: Callable[..., None] = print) -> int:
                            options=options[task], settings=s, device=device, protocol=config.protocol,
                            seed=config.seed, features=extractor, rank=D.get_rank(), world_size=D.get_world_size())
 
-    def save() -> None:
+    def save(task: str) -> None:
+        """Merge this task's entry into the results file (other processes may be writing other tasks)."""
+        nonlocal doc
         if main_rank:
-            write_results(results_path, doc)
+            doc = update_results(results_path, doc, [task])
 
     # Plan: what each task would run, and which are done already.
     plans: dict[str, TaskPlan] = {}
@@ -163,18 +169,9 @@ def run_suite(config: RunConfig, say: Callable[..., None] = print) -> int:
                         f"nothing was run (--skip-missing skips those tasks; `vicreg-bench data check` shows the "
                         f"expected layouts):\n" + "\n".join(lines))
 
-    for n, t in enumerate(todo, 1):
+    def run_one(n: int, t: str) -> None:
+        """Run task `t` (its lock held) and merge its entry, ok or failed, into the results file."""
         plan = plans[t]
-        if t in missing:
-            say(f"[{n}/{len(todo)}] {t}: skipped ({missing[t]})")
-            doc["tasks"][t] = entry_not_ok("skipped", missing[t], plan, t, config.seed, None)
-            save()
-            continue
-        if plan.error is not None:
-            say(f"[{n}/{len(todo)}] {t}: failed ({plan.error})")
-            doc["tasks"][t] = entry_not_ok("failed", plan.error, None, t, config.seed, None)
-            save()
-            continue
         ctx = context(t)
         if config.force and main_rank and Path(ctx.work_dir).exists():
             shutil.rmtree(ctx.work_dir)  # --force: no resuming from an earlier attempt
@@ -190,7 +187,7 @@ def run_suite(config: RunConfig, say: Callable[..., None] = print) -> int:
             doc["tasks"][t] = entry_from_output(output, seed=config.seed, seconds=time.perf_counter() - t0)
             say(f"[{n}/{len(todo)}] {t}: done in {time.perf_counter() - t0:.1f} s")
         except KeyboardInterrupt:
-            save()
+            save(t)
             raise
         except Exception as e:  # recorded in the results; the other tasks still run
             reason = error_reason(e)
@@ -200,15 +197,56 @@ def run_suite(config: RunConfig, say: Callable[..., None] = print) -> int:
             say(f"[{n}/{len(todo)}] {t}: FAILED: {reason} (traceback in {Path(ctx.work_dir) / 'error.log'})",
                 file=sys.stderr)
             doc["tasks"][t] = entry_not_ok("failed", reason, plan, t, config.seed, time.perf_counter() - t0)
-        save()
+        save(t)
         D.barrier()
 
+    for n, t in enumerate(todo, 1):
+        plan = plans[t]
+        if t in missing:
+            say(f"[{n}/{len(todo)}] {t}: skipped ({missing[t]})")
+            doc["tasks"][t] = entry_not_ok("skipped", missing[t], plan, t, config.seed, None)
+            save(t)
+            continue
+        if plan.error is not None:
+            say(f"[{n}/{len(todo)}] {t}: failed ({plan.error})")
+            doc["tasks"][t] = entry_not_ok("failed", plan.error, None, t, config.seed, None)
+            save(t)
+            continue
+        task_lock = FileLock(config.out / ".locks" / f"{t}.lock", what=f"{t} of {config.ckpt}")
+        if not take_task_lock(task_lock, t, plan, config, results_path, say):
+            continue
+        try:
+            run_one(n, t)
+        finally:
+            task_lock.release()
+
     if main_rank:
-        save()
         say()
         say(summary_table(doc, config.tasks))
         say(f"\nresults: {results_path}")
     D.barrier()
     D.cleanup()
+    if main_rank and results_path.is_file():
+        doc = read_results(results_path)  # tasks other processes finished meanwhile count too
     failed = [t for t in config.tasks if doc["tasks"].get(t, {}).get("status") == "failed"]
     return 1 if failed else 0
+
+
+def take_task_lock(lock: FileLock, task: str, plan: TaskPlan, config: RunConfig, results_path: Path,
+                   say: Callable[..., None]) -> bool:
+    """Hold the task's lock before running it, so two runs never compute one task at once: when another
+    process holds it, wait; then, lock held, skip the task if another process has finished it meanwhile.
+    Under torchrun rank 0 decides for every rank."""
+    from vicreg_bench.results.io import read_results
+
+    run_it = True
+    if D.is_main():
+        if not lock.acquire(wait=False):
+            say(f"{task}: already running in {describe_holder(lock.holder())}; waiting for it to finish")
+            lock.acquire(wait=True)
+        entry = read_results(results_path)["tasks"].get(task) if results_path.is_file() else None
+        if not config.force and is_done(entry, plan, config.seed):
+            say(f"{task}: finished by another process meanwhile, skipped")
+            lock.release()
+            run_it = False
+    return bool(D.broadcast_object(run_it)) if D.is_distributed() else run_it
