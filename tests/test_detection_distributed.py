@@ -20,7 +20,8 @@ SCRIPT = textwrap.dedent(
     from vicreg_bench.detection.schedule import VOC07_12_C4, shortened, linear_scaled
     from vicreg_bench.detection.sync_bn import NaiveSyncBatchNorm
     from vicreg_bench.detection.transforms import protocol_sizes, VOC_MIN_SIZES_TRAIN
-    from vicreg_bench.detection.tv_engine import ConcatDetection, EngineSettings, train_detector
+    from vicreg_bench.detection.tv_data import ConcatDetection
+    from vicreg_bench.detection.tv_engine import EngineSettings, train_detector
     from vicreg_bench.models import build_resnet
     root, work = Path(sys.argv[1]), Path(sys.argv[2])
     torch.manual_seed(0)

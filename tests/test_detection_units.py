@@ -16,7 +16,8 @@ from vicreg_bench.detection.roi_pooler import AlignedRoIPool
 from vicreg_bench.detection.schedule import COCO_FPN_1X, VOC07_12_C4, linear_scaled, shortened
 from vicreg_bench.detection.sync_bn import NaiveSyncBatchNorm, convert_to_sync_bn, precise_bn
 from vicreg_bench.detection.transforms import InputSizes, eval_image, protocol_sizes, resized_shape, train_sample
-from vicreg_bench.detection.tv_engine import GroupedInfiniteBatches, build_optimizer
+from vicreg_bench.detection.tv_data import GroupedInfiniteBatches
+from vicreg_bench.detection.tv_engine import build_optimizer
 from vicreg_bench.errors import UserError
 
 

@@ -17,7 +17,8 @@ import torch
 
 from vicreg_bench.detection.options import DetOptions
 from vicreg_bench.detection.protocols import DetProtocol, protocol_record, resolve_schedule, resolve_sizes
-from vicreg_bench.detection.tv_engine import ConcatDetection, EngineSettings, dist_info, predict, train_detector
+from vicreg_bench.detection.tv_data import ConcatDetection
+from vicreg_bench.detection.tv_engine import EngineSettings, dist_info, predict, train_detector
 from vicreg_bench.fileio import atomic_torch_save
 from vicreg_bench.tasks.context import TaskContext, TaskOutput
 
