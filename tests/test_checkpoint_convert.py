@@ -204,3 +204,17 @@ def test_simclr_conversion_keeps_the_no_normalisation_flag(release_files, tmp_pa
     assert json.loads(header["__metadata__"]["__vicreg_bench__"])["normalize_input"] is False
     assert "without mean/std normalisation" in capsys.readouterr().out
 
+
+
+def test_the_same_weights_written_twice_have_the_same_sha256(tmp_path: Path) -> None:
+    """Saving through a file handle keeps torch's inner zip folder fixed: a file's sha256 (which keys the
+    feature cache) depends on its content only, not on the temporary name it was written under."""
+    import torch
+
+    from vicreg_bench.fileio import atomic_torch_save, sha256_file
+
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    atomic_torch_save(state, tmp_path / "a.pth")
+    atomic_torch_save(state, tmp_path / "b.pth")
+    assert sha256_file(tmp_path / "a.pth") == sha256_file(tmp_path / "b.pth")
+    assert torch.equal(torch.load(tmp_path / "a.pth", weights_only=True)["w"], state["w"])

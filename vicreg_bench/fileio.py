@@ -57,10 +57,14 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, force: bool = True) 
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, *, force: bool = True) -> None:
+    """torch.save through a file handle: the zip's inner folder is then always `archive/` (given a path,
+    torch names it after the temporary file), so the same object gives the same bytes and the same sha256,
+    which keys the feature cache."""
     import torch
 
     with atomic_path(path, force=force) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
