@@ -1,67 +1,31 @@
-"""Layout detection: which release wrote a checkpoint, and where in it the ResNet backbone is.
+"""ResNet layout rules: which release wrote a checkpoint, and where in it the ResNet trunk is.
 
-One rule per release layout of PROTOCOLS.md, tried from the most specific to the most generic. Each
-rule looks at the unpickled object and either declines (None) or returns an `Extraction`: the
-backbone tensors under torchvision names, the keys it dropped, and what it concluded. The facts
-each rule relies on come from the releases' own saving code (see docs/checkpoints.md).
-
-Rules raise `LayoutError` (a ValueError without the file name; the loader adds it) when the file is
-recognised but cannot be used as asked: ambiguous, wrong `--method`, wrong `--key`, incomplete.
+One rule per release layout of PROTOCOLS.md, tried from the most specific to the most generic (the
+order of `RESNET_RULES`). Each returns an `Extraction` with the trunk under torchvision names, or None.
+The facts each rule relies on come from the releases' own saving code (see docs/checkpoints.md).
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-import numpy as np
-import torch
-
-from vicreg_bench.checkpoints.info import FORMATS, METHODS
+from vicreg_bench.checkpoints.extraction import (
+    EXPORT_KEY,
+    Context,
+    Extraction,
+    LayoutError,
+    export_meta,
+    export_notes,
+    flatten_keys,
+    is_mapping,
+    is_tensor,
+    other_entries,
+    pick_branch,
+)
+from vicreg_bench.checkpoints.info import METHODS
 from vicreg_bench.checkpoints.names import NAMINGS, TRUNK_SIGNATURES
 from vicreg_bench.checkpoints.readers import RawCheckpoint
-from vicreg_bench.checkpoints.safe_pickle import ForeignObject, is_foreign
-
-# Our own export (see convert.save_torchvision): a torchvision state dict whose `_metadata` (the
-# per-module version table every `state_dict()` carries, which `load_state_dict` ignores for unknown
-# prefixes) holds this entry; in safetensors files the header metadata holds it as JSON.
-EXPORT_KEY = "__vicreg_bench__"
-EXPORT_VERSION = 1
-
-KEYED_LAYOUTS = "DINO (teacher, student), MoCo (encoder_q, encoder_k), MoCo v3 (base_encoder, momentum_encoder), Lightning (backbone, momentum_backbone)"
-
-
-class LayoutError(ValueError):
-    """The file's layout is recognised but cannot be used as asked."""
-
-
-@dataclass
-class Extraction:
-    format: str
-    method: str
-    backbone: dict[str, Any]  # torchvision name -> tensor or numpy array, as stored
-    source: str  # where the backbone was: "entry/prefix"
-    dropped: list[str]
-    notes: list[str] = field(default_factory=list)
-    normalize_input: bool = True
-    key: str | None = None  # the branch taken, for layouts that hold several
-    strict_methods: frozenset[str] | None = None  # methods this layout can be; None: any label fits
-
-
-@dataclass
-class Context:
-    method: str | None
-    key: str | None
-
-
-def is_tensor(value: Any) -> bool:
-    return isinstance(value, (torch.Tensor, np.ndarray))
-
-
-def _is_mapping(value: Any) -> bool:
-    return isinstance(value, Mapping)
 
 
 def _has_trunk(sd: Mapping, prefix: str, naming: str = "torchvision") -> bool:
@@ -98,36 +62,10 @@ def _take(sd: Mapping, prefix: str, naming: str, label: str) -> tuple[dict[str, 
     return backbone, dropped
 
 
-def _other_entries(obj: Mapping, *used: str) -> list[str]:
-    return [str(k) for k in obj if k not in used]
-
-
-def _pick(key: str | None, branches: Mapping[str, Any], default: str, what: str) -> str:
-    chosen = default if key is None else key
-    if chosen not in branches:
-        raise LayoutError(f"--key {key} does not fit: this {what} checkpoint holds {', '.join(branches)}")
-    return chosen
-
-
-def _flatten_keys(obj: Any, label: str) -> list[str]:
-    """Dotted keys of a (possibly nested) mapping of tensors, for the dropped-keys list."""
-    if not _is_mapping(obj):
-        return [label.rstrip("/")]
-    keys: list[str] = []
-    for k, v in obj.items():
-        if _is_mapping(v) and not any(is_tensor(x) for x in v.values()):
-            keys += _flatten_keys(v, f"{label}{k}.")
-        elif _is_mapping(v):
-            keys += [f"{label}{k}.{kk}" for kk in v]
-        else:
-            keys.append(f"{label}{k}")
-    return keys
-
-
 def _apply_export_meta(ext: Extraction, obj: Any) -> Extraction:
     """VISSL and detectron2 files written by `convert` remember the source method in EXPORT_KEY."""
-    meta = obj.get(EXPORT_KEY) if _is_mapping(obj) else None
-    if _is_mapping(meta):
+    meta = obj.get(EXPORT_KEY) if is_mapping(obj) else None
+    if is_mapping(meta):
         if meta.get("method") in METHODS:
             ext.method = str(meta["method"])
         ext.normalize_input = bool(meta.get("normalize_input", True))
@@ -140,28 +78,18 @@ def _apply_export_meta(ext: Extraction, obj: Any) -> Extraction:
 
 
 def _vicreg_bench(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
-    obj = raw.obj
-    meta: Any = None
-    if raw.container == "safetensors" and raw.metadata and EXPORT_KEY in raw.metadata:
-        try:
-            meta = json.loads(raw.metadata[EXPORT_KEY])
-        except json.JSONDecodeError:
-            meta = None
-    elif _is_mapping(obj):
-        meta = (getattr(obj, "_metadata", None) or {}).get(EXPORT_KEY)
-    if not _is_mapping(meta) or not _has_trunk(obj, ""):
+    meta = export_meta(raw)
+    if meta is None or not _has_trunk(raw.obj, ""):
         return None
-    backbone, dropped = _take(obj, "", "torchvision", "")
+    backbone, dropped = _take(raw.obj, "", "torchvision", "")
     method = str(meta.get("method", "torchvision"))
-    notes = [f"exported by vicreg-bench {meta.get('tool_version', '?')} from a {meta.get('source_format', '?')} checkpoint"
-             + (f" (sha256 {str(meta['source_sha256'])[:12]}...)" if meta.get("source_sha256") else "")]
-    return Extraction("vicreg_bench", method if method in METHODS else "torchvision", backbone, "", dropped, notes,
-                      normalize_input=bool(meta.get("normalize_input", True)))
+    return Extraction("vicreg_bench", method if method in METHODS else "torchvision", backbone, "", dropped,
+                      export_notes(meta), normalize_input=bool(meta.get("normalize_input", True)))
 
 
 def _vissl(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     obj = raw.obj
-    if not _is_mapping(obj) or "classy_state_dict" not in obj:
+    if not is_mapping(obj) or "classy_state_dict" not in obj:
         return None
     kind = obj.get("type")
     if kind in ("shard_list", "shard", "slice_list", "slice"):
@@ -169,7 +97,7 @@ def _vissl(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     node: Any = obj["classy_state_dict"]
     path = "classy_state_dict"
     for level in ("base_model", "model", "trunk"):
-        if not _is_mapping(node) or level not in node:
+        if not is_mapping(node) or level not in node:
             raise LayoutError(f"a VISSL checkpoint without {path}.{level}; expected classy_state_dict.base_model.model.trunk")
         parent, node, path = node, node[level], f"{path}.{level}"
     trunk = node
@@ -179,9 +107,9 @@ def _vissl(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
         raise LayoutError(f"the VISSL trunk holds no ResNet '_feature_blocks.' keys (found e.g. {sample}); only ResNet trunks are supported")
     prefix = prefixes[0]
     backbone, dropped = _take(trunk, prefix, "torchvision", f"{path}/")
-    dropped += _flatten_keys(parent.get("heads", {}), "classy_state_dict.base_model.model.heads/")
+    dropped += flatten_keys(parent.get("heads", {}), "classy_state_dict.base_model.model.heads/")
     dropped += [f"classy_state_dict/{k}" for k in obj["classy_state_dict"] if k != "base_model"]
-    dropped += _other_entries(obj, "classy_state_dict")
+    dropped += other_entries(obj, "classy_state_dict")
     notes = []
     if prefix.startswith("base_model."):
         notes.append("VISSL evaluation checkpoint: trunk under base_model._feature_blocks.")
@@ -192,22 +120,22 @@ def _vissl(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
 
 def _dino_full(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     obj = raw.obj
-    if not _is_mapping(obj) or not _is_mapping(obj.get("teacher")):
+    if not is_mapping(obj) or not is_mapping(obj.get("teacher")):
         return None
-    branches = {k: obj[k] for k in ("teacher", "student") if _is_mapping(obj.get(k))}
-    key = _pick(ctx.key, branches, "teacher", "DINO")
+    branches = {k: obj[k] for k in ("teacher", "student") if is_mapping(obj.get(k))}
+    key = pick_branch(ctx.key, branches, "teacher", "DINO")
     sd = branches[key]
     prefixes = [p for p in ("module.backbone.", "backbone.") if _has_trunk(sd, p)]
     if not prefixes:
-        hint = " (a Vision Transformer)" if any(isinstance(k, str) and "pos_embed" in k for k in sd) else ""
-        raise LayoutError(f"the DINO {key!r} holds no ResNet backbone{hint}; only ResNets are supported")
+        sample = ", ".join(list(map(str, sd))[:4])
+        raise LayoutError(f"the DINO {key!r} holds neither a ResNet nor a supported ViT backbone (keys e.g. {sample})")
     backbone, dropped = _take(sd, prefixes[0], "torchvision", f"{key}/")
-    dropped += _other_entries(obj, key)
+    dropped += other_entries(obj, key)
     note = ("teacher network (what DINO evaluates); pass --key student for the student" if key == "teacher"
             else "student network (--key student); DINO evaluates the teacher")
     notes = [note]
     args = obj.get("args")
-    if _is_mapping(args) and "arch" in args:
+    if is_mapping(args) and "arch" in args:
         notes.append(f"DINO args: arch {args.get('arch')}, epochs {args.get('epochs')}")
     return Extraction("dino_full", "dino", backbone, f"{key}/{prefixes[0]}", dropped, notes, key=key,
                       strict_methods=frozenset({"dino"}))
@@ -218,7 +146,7 @@ _CAFFE2_NAME = re.compile(r"^(res\d+_\d+_branch|res_conv1_bn|conv1_w)")
 
 def _detectron2(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     obj = raw.obj
-    if not (_is_mapping(obj) and _is_mapping(obj.get("model")) and ("__author__" in obj or "matching_heuristics" in obj)):
+    if not (is_mapping(obj) and is_mapping(obj.get("model")) and ("__author__" in obj or "matching_heuristics" in obj)):
         return None
     model = obj["model"]
     prefixes = trunk_prefixes(model, "detectron2")
@@ -229,7 +157,7 @@ def _detectron2(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
         return None
     prefix = "" if "" in prefixes else prefixes[0]
     backbone, dropped = _take(model, prefix, "detectron2", "model/")
-    dropped += _other_entries(obj, "model")
+    dropped += other_entries(obj, "model")
     notes = [f"detectron2 names converted back to torchvision names (__author__: {obj.get('__author__')!r})"]
     return _apply_export_meta(Extraction("detectron2", "detectron2", backbone, f"model/{prefix}", dropped, notes), obj)
 
@@ -239,7 +167,7 @@ _PROJECTOR_BIAS = re.compile(r"^(module\.)?projector\.0\.bias$")  # the first Li
 
 def _vicreg_barlow_full(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     obj = raw.obj
-    if not _is_mapping(obj) or not _is_mapping(obj.get("model")):
+    if not is_mapping(obj) or not is_mapping(obj.get("model")):
         return None
     model = obj["model"]
     prefixes = [p for p in ("module.backbone.", "backbone.") if _has_trunk(model, p)]
@@ -262,16 +190,16 @@ def _vicreg_barlow_full(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
             "pass --method vicreg or --method barlowtwins"
         )
     backbone, dropped = _take(model, prefixes[0], "torchvision", "model/")
-    dropped += _other_entries(obj, "model")
+    dropped += other_entries(obj, "model")
     notes = [f"epoch {obj.get('epoch')}"] if "epoch" in obj else []
     return Extraction(f"{method}_full", str(method), backbone, f"model/{prefixes[0]}", dropped, notes,
                       strict_methods=frozenset({"vicreg", "barlowtwins"}))
 
 
 def _state_dict_of(obj: Any) -> tuple[Mapping | None, str]:
-    if _is_mapping(obj) and _is_mapping(obj.get("state_dict")):
+    if is_mapping(obj) and is_mapping(obj.get("state_dict")):
         return obj["state_dict"], "state_dict/"
-    if _is_mapping(obj) and any(is_tensor(v) for v in obj.values()):
+    if is_mapping(obj) and any(is_tensor(v) for v in obj.values()):
         return obj, ""
     return None, ""
 
@@ -284,12 +212,12 @@ def _two_encoders(raw: RawCheckpoint, ctx: Context, main: str, other: str, fmt: 
     if outer is None:
         return None
     branches = {name: f"{outer}{name}." for name in (main, other) if _has_trunk(sd, f"{outer}{name}.")}
-    key = _pick(ctx.key, branches, main, what)
+    key = pick_branch(ctx.key, branches, main, what)
     backbone, dropped = _take(sd, branches[key], "torchvision", label)
     if label:
-        dropped += _other_entries(raw.obj, "state_dict")
+        dropped += other_entries(raw.obj, "state_dict")
     notes = []
-    if _is_mapping(raw.obj) and isinstance(raw.obj.get("arch"), str):
+    if is_mapping(raw.obj) and isinstance(raw.obj.get("arch"), str):
         notes.append(f"arch recorded in the file: {raw.obj['arch']}")
     if fmt == "moco":
         if f"{outer}{main}.fc.0.weight" in sd:
@@ -319,7 +247,7 @@ def _swav(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
         if heads and _has_trunk(sd, outer):
             backbone, dropped = _take(sd, outer, "torchvision", label)
             if label:
-                dropped += _other_entries(raw.obj, "state_dict")
+                dropped += other_entries(raw.obj, "state_dict")
             notes = ["SwAV-family layout (DeepCluster-v2 and SeLa-v2 releases share it)"]
             return Extraction("swav", "swav", backbone, f"{label}{outer}", dropped, notes, strict_methods=frozenset({"swav"}))
     return None
@@ -327,7 +255,7 @@ def _swav(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
 
 def _lightning(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     obj = raw.obj
-    if not (_is_mapping(obj) and _is_mapping(obj.get("state_dict"))):
+    if not (is_mapping(obj) and is_mapping(obj.get("state_dict"))):
         return None
     if "pytorch-lightning_version" not in obj and not {"epoch", "global_step"} <= set(obj):
         return None
@@ -339,10 +267,10 @@ def _lightning(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
                 branches[name] = (f"{name}.", naming)
     if not branches:
         return None
-    key = _pick(ctx.key, branches, "backbone" if "backbone" in branches else next(iter(branches)), "Lightning")
+    key = pick_branch(ctx.key, branches, "backbone" if "backbone" in branches else next(iter(branches)), "Lightning")
     prefix, naming = branches[key]
     backbone, dropped = _take(sd, prefix, naming, "state_dict/")
-    dropped += _other_entries(obj, "state_dict")
+    dropped += other_entries(obj, "state_dict")
     notes = [f"PyTorch Lightning checkpoint (pytorch-lightning {obj.get('pytorch-lightning_version', '?')})"]
     if naming == "sequential":
         notes.append("nn.Sequential backbone (lightly style): child indices mapped to torchvision names")
@@ -353,7 +281,7 @@ def _lightning(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
 
 def _simclr(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     obj = raw.obj
-    if not (_is_mapping(obj) and set(obj) == {"state_dict"} and _is_mapping(obj["state_dict"])):
+    if not (is_mapping(obj) and set(obj) == {"state_dict"} and is_mapping(obj["state_dict"])):
         return None
     sd = obj["state_dict"]
     if not (_has_trunk(sd, "") and is_tensor(sd.get("fc.weight"))):
@@ -383,7 +311,7 @@ def _byol(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
 
 def _flat(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     obj = raw.obj
-    if not _is_mapping(obj) or not any(is_tensor(v) for v in obj.values()):
+    if not is_mapping(obj) or not any(is_tensor(v) for v in obj.values()):
         return None
     for prefix in ("", "module."):
         if _has_trunk(obj, prefix):
@@ -410,16 +338,16 @@ _WRAPPER_ENTRIES = ("state_dict", "model", "model_state_dict", "model_state", "n
 
 def _wrapped(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     obj = raw.obj
-    if not _is_mapping(obj):
+    if not is_mapping(obj):
         return None
     for entry in _WRAPPER_ENTRIES:
         sd = obj.get(entry)
-        if not _is_mapping(sd):
+        if not is_mapping(sd):
             continue
         for prefix in ("", "module."):
             if _has_trunk(sd, prefix):
                 backbone, dropped = _take(sd, prefix, "torchvision", f"{entry}/")
-                dropped += _other_entries(obj, entry)
+                dropped += other_entries(obj, entry)
                 timm = {"arch", "version", "args"} <= set(obj)
                 notes = [f"torchvision names under {entry!r}" + (" (timm training checkpoint)" if timm else "")]
                 return Extraction("torchvision_wrapped", "timm" if timm else "torchvision", backbone, f"{entry}/{prefix}", dropped, notes)
@@ -429,12 +357,12 @@ def _wrapped(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
 def _find_trunks(obj: Any, path: str = "", depth: int = 0) -> list[tuple[str, Mapping, str, str]]:
     """(entry path, mapping, prefix, naming) of every trunk in nested mappings."""
     found: list[tuple[str, Mapping, str, str]] = []
-    if not _is_mapping(obj) or depth > 4:
+    if not is_mapping(obj) or depth > 4:
         return found
     for naming in NAMINGS:
         found += [(path, obj, p, naming) for p in trunk_prefixes(obj, naming)]
     for k, v in obj.items():
-        if _is_mapping(v):
+        if is_mapping(v):
             found += _find_trunks(v, f"{path}{k}/", depth + 1)
     return found
 
@@ -457,14 +385,14 @@ def _generic(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
     path, sd, prefix, naming = labels[chosen]
     backbone, dropped = _take(sd, prefix, naming, path)
     top = path.split("/", 1)[0]
-    if top and _is_mapping(raw.obj):
-        dropped += _other_entries(raw.obj, top)
+    if top and is_mapping(raw.obj):
+        dropped += other_entries(raw.obj, top)
     notes = [f"layout not recognised as a known release; backbone found under {chosen!r} "
              "(pass --method to record which method trained it)"]
     return Extraction("generic", "torchvision", backbone, chosen, dropped, notes, key=ctx.key and chosen)
 
 
-RULES: list[tuple[str, Callable[[RawCheckpoint, Context], Extraction | None]]] = [
+RESNET_RULES: list[tuple[str, Callable[[RawCheckpoint, Context], Extraction | None]]] = [
     ("vicreg_bench", _vicreg_bench),
     ("vissl", _vissl),
     ("dino_full", _dino_full),
@@ -480,57 +408,3 @@ RULES: list[tuple[str, Callable[[RawCheckpoint, Context], Extraction | None]]] =
     ("torchvision_wrapped", _wrapped),
     ("generic", _generic),
 ]
-
-
-def _tensor_key_sample(obj: Any, path: str = "", limit: int = 5) -> list[str]:
-    out: list[str] = []
-    if _is_mapping(obj):
-        for k, v in obj.items():
-            if len(out) >= limit:
-                break
-            if is_tensor(v):
-                out.append(f"{path}{k} {tuple(v.shape)}")
-            elif _is_mapping(v):
-                out += _tensor_key_sample(v, f"{path}{k}/", limit - len(out))
-    return out
-
-
-def _describe_unknown(obj: Any, method: str | None) -> str:
-    if is_foreign(obj) or isinstance(obj, ForeignObject):
-        name = getattr(obj, "_foreign_name", "?")
-        return (f"the file holds a whole pickled object of class {name}, not a state dict; "
-                "load it with its own code and save model.state_dict()")
-    if isinstance(obj, torch.Tensor):
-        return f"the file holds a single tensor {tuple(obj.shape)}, not a state dict"
-    if not _is_mapping(obj):
-        return f"the file holds a {type(obj).__name__}, not a state dict (a mapping of names to tensors)"
-    top = [str(k) for k in obj][:10]
-    more = f" (+{len(obj) - 10} more)" if len(obj) > 10 else ""
-    sample = _tensor_key_sample(obj)
-    wanted = f"--method {method} was given, but no " if method else "no "
-    return (f"unknown layout: {wanted}ResNet backbone found. Top-level keys: {', '.join(top) or '(none)'}{more}. "
-            f"Tensor keys e.g.: {'; '.join(sample) or '(no tensors)'}. Supported layouts: see docs/checkpoints.md "
-            f"or `vicreg-bench inspect --help`; if it is one of them, pass --method ({', '.join(METHODS)})")
-
-
-def detect_layout(raw: RawCheckpoint, method: str | None = None, key: str | None = None) -> Extraction:
-    """Apply the rules in order; the first that recognises the file decides. Raises LayoutError."""
-    if method is not None and method not in METHODS:
-        raise LayoutError(f"--method {method!r} is not a known method; expected one of {', '.join(METHODS)}")
-    ctx = Context(method, key)
-    for _name, rule in RULES:
-        ext = rule(raw, ctx)
-        if ext is None:
-            continue
-        if key is not None and ext.key is None:
-            raise LayoutError(f"--key {key} does not fit: a {ext.format} checkpoint holds a single backbone "
-                              f"(--key applies to {KEYED_LAYOUTS})")
-        if method is not None and method != ext.method:
-            if ext.strict_methods is not None and method not in ext.strict_methods:
-                raise LayoutError(f"--method {method} does not fit: the file is a {ext.format} checkpoint "
-                                  f"({FORMATS[ext.format]}), written by {ext.method}")
-            ext.notes.append(f"method set by --method (layout alone suggests {ext.method})")
-            ext.method = method
-            ext.normalize_input = method != "simclr"
-        return ext
-    raise LayoutError(_describe_unknown(raw.obj, method))
