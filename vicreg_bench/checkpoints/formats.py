@@ -1,7 +1,9 @@
 """Layout detection: which release wrote a checkpoint, and where in it the backbone is.
 
-The ResNet rules (resnet_layouts) are tried in order, from the most specific to the most generic; the
-first that recognises the file decides.
+The ViT rules (vit_layouts) and then the ResNet rules (resnet_layouts) are tried in order; the first
+that recognises the file decides. The two families are told apart by their tensors (a ViT's
+`cls_token` + `patch_embed.proj.weight`, a ResNet's `conv1.weight` + `layer1.0.conv1.weight`), so the
+ViT rules never claim a ResNet file and the ResNet rules keep their order from specific to generic.
 
 `EXPORT_KEY` / `EXPORT_VERSION` are re-exported here for the exporters that import them from this module.
 """
@@ -25,11 +27,12 @@ from vicreg_bench.checkpoints.info import FORMATS, METHODS
 from vicreg_bench.checkpoints.readers import RawCheckpoint
 from vicreg_bench.checkpoints.resnet_layouts import RESNET_RULES
 from vicreg_bench.checkpoints.safe_pickle import ForeignObject, is_foreign
+from vicreg_bench.checkpoints.vit_layouts import VIT_RULES
 
-KEYED_LAYOUTS = ("DINO (teacher, student), MoCo (encoder_q, encoder_k), MoCo v3 (base_encoder, momentum_encoder), "
+KEYED_LAYOUTS = ("DINO (teacher, student), iBOT (teacher, student), MoCo (encoder_q, encoder_k), MoCo v3 (base_encoder, momentum_encoder), "
                  "Lightning (backbone, momentum_backbone)")
 
-RULES: list[tuple[str, Callable[[RawCheckpoint, Context], Extraction | None]]] = RESNET_RULES
+RULES: list[tuple[str, Callable[[RawCheckpoint, Context], Extraction | None]]] = VIT_RULES + RESNET_RULES
 
 
 def _tensor_key_sample(obj: Any, path: str = "", limit: int = 5) -> list[str]:
