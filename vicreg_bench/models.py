@@ -129,7 +129,7 @@ def build_vit(arch: str) -> nn.Module:
     try:
         import timm
     except ImportError:
-        raise ValueError(f"{arch} needs the timm package (pip install 'timm>=1.0.9,<2')") from None
+        raise ValueError(f"{arch} needs the timm package (pip install 'timm>=1.0.21,<2')") from None
     name, overrides = parse_vit_arch(arch)
     if not timm.is_model(name):
         raise ValueError(f"unknown ViT architecture {name!r}: not a timm model name")
