@@ -11,6 +11,7 @@ from vicreg_bench.models import (
     parse_vit_arch,
     vit_intermediate_features,
     vit_last_blocks,
+    vit_layer_id,
 )
 
 
@@ -130,3 +131,11 @@ def test_vit_patch_tokens_leave_registers_out():
     assert model.num_prefix_tokens == 5 and patches.shape == (1, 6, 64)
     torch.testing.assert_close(patches, full[:, 5:])
     torch.testing.assert_close(cls, full[:, 0])
+
+
+def test_vit_layer_id_follows_mae_layer_decay():
+    names = list(build_backbone("vit_small_patch14_reg4_dinov2:embed_dim=64,depth=2,num_heads=1").state_dict())
+    ids = {n: vit_layer_id(n, 2) for n in names}
+    assert ids["cls_token"] == ids["reg_token"] == ids["pos_embed"] == ids["patch_embed.proj.weight"] == 0
+    assert ids["blocks.0.attn.qkv.weight"] == 1 and ids["blocks.1.ls2.gamma"] == 2
+    assert ids["norm.weight"] == 3 and vit_layer_id("head.weight", 2) == 3

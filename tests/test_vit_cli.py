@@ -14,7 +14,7 @@ from vicreg_bench.checkpoints import load_backbone
 from vicreg_bench.checkpoints.convert import save_timm
 from vicreg_bench.cli import main as cli_main
 from vicreg_bench.errors import UserError
-from vit_checkpoints import VIT_RELEASES, dino_full, timm_vit, vit_release_files  # noqa: F401  (fixture)
+from vit_checkpoints import dino_full, timm_vit, vit_release_files  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import functools
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -207,7 +207,6 @@ class VitRelease:
     arch: str
     dropped: tuple[str, ...] = ()  # keys that must be in info.dropped_keys
     key: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _no_head(sd: dict) -> dict:

@@ -183,3 +183,14 @@ def vit_intermediate_features(model: nn.Module, x: torch.Tensor, n_last_blocks: 
     if n_last_blocks == 1:
         return torch.stack((out, pooled), dim=-1).reshape(out.shape[0], -1)
     return torch.cat((out, pooled), dim=-1)
+
+
+def vit_layer_id(param_name: str, depth: int) -> int:
+    """Layer index of a ViT parameter for layer-wise lr decay, as MAE's util/lr_decay.py (after BEiT) assigns
+    it: 0 for the embeddings (cls_token, reg_token, pos_embed, patch_embed), i + 1 for `blocks.i`, and
+    depth + 1 for what follows the blocks (norm, a head). MAE scales the lr by decay ** (depth + 1 - id)."""
+    if param_name.split(".", 1)[0] in ("cls_token", "reg_token", "pos_embed", "patch_embed"):
+        return 0
+    if param_name.startswith("blocks."):
+        return int(param_name.split(".")[1]) + 1
+    return depth + 1

@@ -23,11 +23,10 @@ import torch
 
 from vicreg_bench.models import build_vit, format_vit_arch
 
-# width -> (timm size name, depth, heads) of the standard sizes
-_SIZES = {192: ("tiny", 12, 3), 384: ("small", 12, 6), 768: ("base", 12, 12), 1024: ("large", 24, 16),
-          1280: ("huge", 32, 16), 1536: ("giant", 40, 24)}
-_MOCO_V3_HEADS = {384: 12}
-_GIANT_MLP_RATIO = 2.66667 * 2  # timm's vit_giant_patch14_dinov2; every other base name has 4.0  # moco-v3 vits.py: vit_small has num_heads=12 (timm's ViT-S has 6)
+# width -> (timm size name, heads) of the standard sizes
+_SIZES = {192: ("tiny", 3), 384: ("small", 6), 768: ("base", 12), 1024: ("large", 16), 1280: ("huge", 16), 1536: ("giant", 24)}
+_MOCO_V3_HEADS = {384: 12}  # moco-v3 vits.py: vit_small has num_heads=12 (timm's ViT-S has 6)
+_GIANT_MLP_RATIO = 2.66667 * 2  # timm's vit_giant_patch14_dinov2; every other base name has 4.0
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 
@@ -96,7 +95,7 @@ def infer_vit_arch(sd: Mapping[str, Any], method: str | None = None) -> str:
     default = _defaults(name)
     standard = _SIZES.get(width)
     heads = (_MOCO_V3_HEADS.get(width) if method == "moco_v3" else None) or (
-        standard[2] if standard else (width // 64 if width % 64 == 0 else 1))
+        standard[1] if standard else (width // 64 if width % 64 == 0 else 1))
     wanted = {"embed_dim": width, "depth": depth, "num_heads": heads, "patch_size": patch, "img_size": grid * patch}
     overrides = {k: v for k, v in wanted.items() if v != default[k]}
     default_hidden = default["hidden"] if width == default["embed_dim"] else int(width * (_GIANT_MLP_RATIO if swiglu else 4.0))
