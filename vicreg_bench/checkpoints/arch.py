@@ -1,4 +1,4 @@
-"""Architecture inference from tensor shapes, and the strict check against `build_resnet(arch)`.
+"""ResNet architecture inference from tensor shapes, and the strict check against `build_backbone(arch)`.
 
 Checkpoints rarely say which ResNet they hold, and when they do (MoCo's `arch`) it can be wrong after
 surgery. The shapes cannot lie: stem width, block type and blocks per stage identify the trunk.
@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import torch
 
-from vicreg_bench.models import ARCHS, build_resnet
+from vicreg_bench.models import ARCHS, build_backbone
 
 _BLOCK_KEY = re.compile(r"^layer([1-4])\.(\d+)\.")
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
@@ -73,9 +73,9 @@ def infer_arch(state_dict: Mapping[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=None)
 def expected_shapes(arch: str) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor of `build_resnet(arch).state_dict()`, built on the meta device (no memory)."""
+    """Name -> shape of every tensor of `build_backbone(arch).state_dict()`, built on the meta device (no memory)."""
     with torch.device("meta"):
-        model = build_resnet(arch)
+        model = build_backbone(arch)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -90,7 +90,7 @@ def _listing(names: list[str], limit: int = 8) -> str:
 
 
 def complete_and_check(state_dict: dict[str, torch.Tensor], arch: str) -> list[str]:
-    """Check the backbone against `build_resnet(arch)`; add zero `num_batches_tracked` where absent.
+    """Check the backbone against `build_backbone(arch)`; add zero `num_batches_tracked` where absent (ResNets).
 
     Returns notes; raises ValueError naming missing keys, unexpected keys and wrong shapes.
     """

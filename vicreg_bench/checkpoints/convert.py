@@ -1,6 +1,6 @@
-"""Convert any supported checkpoint to a torchvision, VISSL or detectron2 file.
+"""Convert any supported checkpoint to a torchvision, timm, VISSL or detectron2 file.
 
-  vicreg-bench convert PATH --to torchvision|vissl|detectron2 -o OUT [--method NAME] [--key K] [--force]
+  vicreg-bench convert PATH --to torchvision|vissl|detectron2|timm -o OUT [--method NAME] [--key K] [--force]
 
 - torchvision: the backbone state dict (torchvision names, no fc); `.safetensors` OUT writes
   safetensors. Both carry vicreg-bench metadata (method, arch, source) that `inspect` shows and that
@@ -9,6 +9,9 @@
   loadable by VISSL's `config.MODEL.WEIGHTS_INIT.PARAMS_FILE` with STATE_DICT_KEY_NAME classy_state_dict.
 - detectron2: {"model": detectron2 names -> numpy arrays, "__author__", "matching_heuristics": True},
   a pickle plain `pickle.load(f, encoding="latin1")` reads, as detectron2's checkpointer does.
+- timm: for a ViT, the timm state dict (no head) that `timm.create_model(name, num_classes=0, **overrides)`
+  loads strictly, with the same metadata as the torchvision export; for a ResNet, the torchvision file
+  (timm's ResNets use torchvision's names). VISSL, detectron2 and torchvision targets are ResNet-only.
 
 After a VISSL or detectron2 export the exact evaluation commands are printed. Conversions are
 bit-exact and round-trip. OUT is never overwritten without --force, and is written atomically.
@@ -34,10 +37,12 @@ from vicreg_bench.checkpoints.formats import EXPORT_KEY, EXPORT_VERSION
 from vicreg_bench.checkpoints.info import METHODS, BackboneInfo
 from vicreg_bench.checkpoints.load import load_backbone
 from vicreg_bench.checkpoints.names import VISSL_PREFIX, detectron2_to_torchvision_name, torchvision_to_detectron2_name
+from vicreg_bench.checkpoints.vit_arch import infer_vit_arch
 from vicreg_bench.errors import UserError
 from vicreg_bench.fileio import atomic_path, sha256_file
+from vicreg_bench.models import build_backbone, is_vit
 
-TARGETS = ("torchvision", "vissl", "detectron2")
+TARGETS = ("torchvision", "vissl", "detectron2", "timm")
 DETECTRON2_AUTHOR = "vicreg-bench"
 D2_CONFIGS = {
     "VOC07+12 Faster R-CNN R50-C4": "configs/detectron2/voc07_12_faster_rcnn_R50_C4.yaml",
@@ -176,21 +181,13 @@ def save_vissl(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, for
 def _module_metadata(arch: str) -> "OrderedDict[str, Any]":
     """The per-module version table `state_dict()` attaches (BatchNorm version 2 and so on)."""
     with torch.device("meta"):
-        from vicreg_bench.models import build_resnet
-
-        table = build_resnet(arch).state_dict()._metadata  # type: ignore[attr-defined]
+        table = build_backbone(arch).state_dict()._metadata  # type: ignore[attr-defined]
     return OrderedDict((k, dict(v)) for k, v in table.items())
 
 
-def save_torchvision(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, force: bool = False,
-                     *, metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write the plain torchvision state dict (no fc); `.safetensors` OUT writes safetensors.
-
-    The vicreg-bench metadata rides in the state dict's `_metadata` table (ignored by
-    `load_state_dict`) or in the safetensors header, so the file stays a plain state dict.
-    """
-    out = _check_out(out_path, force)
-    sd, arch = _validated(state_dict)
+def _save_state_dict(sd: "OrderedDict[str, torch.Tensor]", arch: str, out: Path, force: bool,
+                     metadata: Mapping[str, Any] | None) -> Path:
+    """torch.save of the plain state dict, or safetensors for a `.safetensors` OUT; metadata rides along."""
     meta = {"format_version": EXPORT_VERSION, "arch": arch, "tool_version": __version__, **(metadata or {})}
     if out.suffix == ".safetensors":
         from safetensors.torch import save_file
@@ -202,6 +199,36 @@ def save_torchvision(state_dict: Mapping[str, torch.Tensor], out_path: str | Pat
     table[EXPORT_KEY] = meta
     sd._metadata = table  # type: ignore[attr-defined]
     return _write(out, force, lambda tmp: torch.save(sd, tmp))
+
+
+def save_torchvision(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, force: bool = False,
+                     *, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write the plain torchvision state dict (no fc); `.safetensors` OUT writes safetensors.
+
+    The vicreg-bench metadata rides in the state dict's `_metadata` table (ignored by
+    `load_state_dict`) or in the safetensors header, so the file stays a plain state dict.
+    """
+    out = _check_out(out_path, force)
+    sd, arch = _validated(state_dict)
+    return _save_state_dict(sd, arch, out, force, metadata)
+
+
+def save_timm(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, force: bool = False,
+              *, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write a timm-named ViT state dict (no head) as `save_torchvision` writes ResNets; ResNets go to
+    `save_torchvision` (timm's ResNets use torchvision's names). The arch is `metadata["arch"]` when given
+    (it knows what shapes cannot tell, e.g. MoCo v3's 12 heads), else inferred from the shapes."""
+    if "cls_token" not in state_dict:
+        return save_torchvision(state_dict, out_path, force, metadata=metadata)
+    out = _check_out(out_path, force)
+    sd = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
+    try:
+        arch = str((metadata or {}).get("arch") or infer_vit_arch(sd))
+        complete_and_check(sd, arch)
+    except ValueError as e:
+        raise UserError(f"not a supported ViT backbone state dict: {e}") from None
+    ordered = OrderedDict((k, sd[k]) for k in expected_shapes(arch))
+    return _save_state_dict(ordered, arch, out, force, metadata)
 
 
 def export_metadata(info: BackboneInfo) -> dict[str, Any]:
@@ -273,11 +300,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="checkpoint to convert (any layout `inspect` recognises)")
     parser.add_argument("--to", required=True, choices=TARGETS, help="output format")
     parser.add_argument("-o", "--out", required=True, metavar="OUT",
-                        help="output file (.pth/.safetensors for torchvision, .torch for VISSL, .pkl for detectron2)")
+                        help="output file (.pth/.safetensors for torchvision and timm, .torch for VISSL, .pkl for detectron2)")
     parser.add_argument("--method", metavar="NAME", default=None,
                         help=f"method that trained the checkpoint, when the layout does not say ({', '.join(METHODS)})")
     parser.add_argument("--key", metavar="K", default=None,
-                        help="branch to take: teacher|student (DINO), encoder_q|encoder_k (MoCo), "
+                        help="branch to take: teacher|student (DINO, iBOT), encoder_q|encoder_k (MoCo), "
                              "base_encoder|momentum_encoder (MoCo v3), backbone|momentum_backbone (Lightning)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
 
@@ -288,8 +315,11 @@ def main(args: argparse.Namespace) -> int:
     if src.exists() and out.exists() and out.resolve() == src.resolve():
         raise UserError(f"{out}: -o names the input file; choose another output")
     state_dict, info = load_backbone(src, method=args.method, key=args.key)
+    if is_vit(info.arch) and args.to != "timm":
+        raise UserError(f"{src}: --to {args.to} converts ResNet backbones only, and this is a Vision Transformer "
+                        f"({info.arch}); use --to timm")
     meta = export_metadata(info)
-    writer = {"torchvision": save_torchvision, "vissl": save_vissl, "detectron2": save_detectron2_pkl}[args.to]
+    writer = {"torchvision": save_torchvision, "vissl": save_vissl, "detectron2": save_detectron2_pkl, "timm": save_timm}[args.to]
     writer(state_dict, out, args.force, metadata=meta)
     print(f"read  {src}: {info.format} checkpoint, method {info.method}, {info.arch}, {info.num_params:,} parameters")
     print(f"wrote {out}: {args.to} format, sha256 {sha256_file(out)}")
@@ -301,6 +331,8 @@ def main(args: argparse.Namespace) -> int:
         print("\nEvaluate with VISSL (from a VISSL checkout: ImageNet linear, VOC07 SVM, Places205, iNat18):")
     else:
         commands, notes = [], []
+        if args.to == "timm" and not is_vit(info.arch):
+            print("note: a ResNet's timm file is its torchvision state dict (timm's resnet* use torchvision's names)")
         if not info.normalize_input:
             print("note: this checkpoint expects inputs without mean/std normalisation (kept in the file's metadata)")
     for line in commands:

@@ -7,7 +7,7 @@ from typing import Any
 
 # Method names of DESIGN.md (also used in `inspect --json` and in the results JSON).
 METHODS: tuple[str, ...] = (
-    "vicreg", "barlowtwins", "moco_v2", "moco_v3", "swav", "dino", "byol", "simclr",
+    "vicreg", "barlowtwins", "moco_v2", "moco_v3", "swav", "dino", "dinov2", "mae", "ibot", "byol", "simclr",
     "vissl", "solo_learn", "timm", "torchvision", "detectron2",
 )
 
@@ -18,15 +18,23 @@ FORMATS: dict[str, str] = {
     "vicreg_full": "VICReg model.pth {epoch, model: module.backbone.* + module.projector.*, optimizer}",
     "barlowtwins_full": "Barlow Twins checkpoint.pth {epoch, model: module.backbone.* + module.projector.* + module.bn.*, optimizer}",
     "moco": "MoCo v1/v2 {epoch, arch, state_dict: module.encoder_q.* (+ encoder_k, queue), optimizer}",
-    "moco_v3": "MoCo v3 {epoch, arch, state_dict: module.base_encoder.* + momentum_encoder + predictor, optimizer, scaler}",
+    "moco_v3": "MoCo v3 {epoch, arch, state_dict: module.base_encoder.* + momentum_encoder + predictor, optimizer, scaler} (ResNet or ViT)",
     "swav": "SwAV / DeepCluster-v2 / SeLa-v2: module.* + projection_head + prototypes, flat or under 'state_dict'",
-    "dino_full": "DINO checkpoint.pth {student, teacher: module.backbone.* + module.head.*, optimizer, epoch, args, dino_loss}",
+    "dino_full": "DINO checkpoint.pth {student, teacher: (module.)backbone.* + (module.)head.*, optimizer, epoch, args, dino_loss} (ResNet or ViT)",
+    "ibot_full": "iBOT checkpoint.pth {student, teacher: module.backbone.* + module.head.*, optimizer, epoch, args, ibot_loss}",
+    "ibot_backbone": "iBOT extract_backbone_weights.py output {state_dict: ViT backbone} (checkpoint_teacher.pth releases)",
+    "dinov2": "DINOv2 backbone release: flat ViT with mask_token (+ register_tokens), layer scale ls1/ls2.gamma",
+    "dinov2_teacher": "DINOv2 eval/<iter>/teacher_checkpoint.pth {teacher: backbone.* (block-chunked) + dino_head.* + ibot_head.*}",
+    "mae": "MAE checkpoint-N.pth {model: encoder + decoder_* + mask_token, optimizer, epoch, scaler, args}",
+    "mae_encoder": "ViT encoder without head under 'model' (MAE mae_pretrain_vit_*.pth; MoCo v3 convert_to_deit.py)",
+    "timm_vit": "flat timm-named ViT state dict (timm vit_* weights, maybe head; DINO's ViT backbone release)",
+    "timm_vit_wrapped": "timm-named ViT under 'state_dict'/'model'/... of a training checkpoint (timm train.py, DeiT)",
     "vissl": "VISSL {classy_state_dict: base_model.model.trunk: _feature_blocks.* (or base_model._feature_blocks.*), ...}",
     "simclr_converted": "SimCLR converted by simclr-converter: {state_dict: torchvision names + fc}",
     "byol_converted": "BYOL converted from the JAX release: flat torchvision names + fc, no num_batches_tracked",
     "lightning": "PyTorch Lightning checkpoint (solo-learn, lightly): state_dict with backbone.* (old solo-learn: encoder.*)",
     "detectron2": "detectron2 .pkl {model: detectron2 names as numpy arrays, __author__, matching_heuristics}",
-    "vicreg_bench": "vicreg-bench export: torchvision state dict carrying vicreg-bench metadata",
+    "vicreg_bench": "vicreg-bench export: torchvision (ResNet) or timm (ViT) state dict carrying vicreg-bench metadata",
     "generic": "a single ResNet trunk found under an unrecognised prefix",
 }
 

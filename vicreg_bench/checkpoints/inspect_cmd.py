@@ -16,19 +16,22 @@ from typing import Any, Mapping
 from vicreg_bench.checkpoints.arch import is_parameter_name
 from vicreg_bench.checkpoints.info import CONTAINERS, FORMATS, METHODS, BackboneInfo
 from vicreg_bench.checkpoints.load import load_backbone
-from vicreg_bench.models import feature_dim
+from vicreg_bench.models import feature_dim, is_vit
 
 __doc__ = (__doc__ or "") + "\n".join(f"  {name:<20} {text}" for name, text in FORMATS.items()) + "\n"
 
 _WRAPPERS = {"module", "_orig_mod", "model"}
+_EMBEDDINGS = ("cls_token", "reg_token", "pos_embed", "patch_embed")
 
 
 def kept_groups(state_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Backbone tensors per stage: stem, layer1..layer4."""
+    """Backbone tensors per stage: stem, layer1..layer4 (ResNets); embeddings, blocks, norm (ViTs)."""
     groups: "OrderedDict[str, dict[str, Any]]" = OrderedDict()
+    tops = {name.split(".", 1)[0] for name in state_dict}
+    embeddings = f"embeddings ({', '.join(n for n in _EMBEDDINGS if n in tops)})"
     for name, tensor in state_dict.items():
         top = name.split(".", 1)[0]
-        label = "stem (conv1, bn1)" if top in ("conv1", "bn1") else top
+        label = "stem (conv1, bn1)" if top in ("conv1", "bn1") else embeddings if top in _EMBEDDINGS else top
         g = groups.setdefault(label, {"group": label, "tensors": 0, "parameters": 0})
         g["tensors"] += 1
         if is_parameter_name(name):
@@ -68,16 +71,18 @@ def render(state_dict: Mapping[str, Any], info: BackboneInfo) -> str:
         f"  container   {CONTAINERS.get(info.container, info.container)} (read with {reader})",
         f"  format      {info.format}: {FORMATS.get(info.format, '')}",
         f"  method      {info.method}",
-        f"  arch        {info.arch} (res5avg feature dim {feature_dim(info.arch)})",
+        f"  arch        {info.arch} ({'CLS token' if is_vit(info.arch) else 'res5avg'} feature dim {feature_dim(info.arch)})",
         f"  parameters  {info.num_params:,}",
         f"  sha256      {info.sha256}",
         f"  backbone    from {info.source or '(top level)'}, {info.num_tensors} tensors" + (f", --key {info.key}" if info.key else ""),
         "  input       " + ("ImageNet mean/std normalisation" if info.normalize_input
                             else "NO mean/std normalisation (images in [0, 1])"),
-        "kept (torchvision names):",
+        f"kept ({'timm' if is_vit(info.arch) else 'torchvision'} names):",
     ]
-    for g in kept_groups(state_dict):
-        lines.append(f"  {g['group']:<22} {g['tensors']:>4} tensors {g['parameters']:>12,} parameters")
+    kept = kept_groups(state_dict)
+    kept_width = max([22] + [len(g["group"]) for g in kept])
+    for g in kept:
+        lines.append(f"  {g['group']:<{kept_width}} {g['tensors']:>4} tensors {g['parameters']:>12,} parameters")
     groups = dropped_groups(info.dropped_keys, info.source)
     lines.append(f"dropped ({len(info.dropped_keys)} keys and entries):" if groups else "dropped: nothing")
     width = max((len(g["group"]) for g in groups), default=0)
@@ -103,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--method", metavar="NAME", default=None, help=f"method, when the layout does not say ({', '.join(METHODS)})")
     parser.add_argument("--key", metavar="K", default=None,
-                        help="branch: teacher|student (DINO), encoder_q|encoder_k (MoCo), base_encoder|momentum_encoder "
+                        help="branch: teacher|student (DINO, iBOT), encoder_q|encoder_k (MoCo), base_encoder|momentum_encoder "
                              "(MoCo v3), backbone|momentum_backbone (Lightning)")
 
 

@@ -1,9 +1,10 @@
-"""`load_backbone`: any supported checkpoint file -> torchvision-named ResNet state dict + `BackboneInfo`.
+"""`load_backbone`: any supported checkpoint file -> backbone state dict + `BackboneInfo`.
 
-Steps: read the file safely (readers), recognise the release layout and pull out the trunk
+Steps: read the file safely (readers), recognise the release layout and pull out the backbone
 (formats), turn every tensor into a float32 torch tensor, infer the architecture from the shapes
-(arch), and check the result loads strictly into `build_resnet(arch)`. Every problem is a one-line
-`UserError` naming the file.
+(arch for ResNets, vit_arch for ViTs), and check the result loads strictly into
+`vicreg_bench.models.build_backbone(arch)`. ResNets come back under torchvision names, ViTs under timm
+names. Every problem is a one-line `UserError` naming the file.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vicreg_bench.checkpoints.arch import complete_and_check, expected_shapes, i
 from vicreg_bench.checkpoints.formats import LayoutError, detect_layout
 from vicreg_bench.checkpoints.info import BackboneInfo
 from vicreg_bench.checkpoints.readers import read_checkpoint
+from vicreg_bench.checkpoints.vit_arch import infer_vit_arch
 from vicreg_bench.errors import UserError
 from vicreg_bench.fileio import sha256_file
 
@@ -56,26 +58,27 @@ def to_float_tensors(backbone: dict[str, Any]) -> tuple[dict[str, torch.Tensor],
 
 
 def load_backbone(path: str | Path, method: str | None = None, key: str | None = None) -> tuple[dict[str, torch.Tensor], BackboneInfo]:
-    """Read any supported checkpoint and return its ResNet backbone under torchvision names.
+    """Read any supported checkpoint and return its backbone: torchvision names (ResNets), timm names (ViTs).
 
     `method` overrides (or disambiguates) the method recorded in `info.method`; it must fit the
-    file's layout. `key` picks a branch where a layout holds several (DINO `teacher`/`student`,
+    file's layout. `key` picks a branch where a layout holds several (DINO / iBOT `teacher`/`student`,
     MoCo `encoder_q`/`encoder_k`, MoCo v3 `base_encoder`/`momentum_encoder`, Lightning
     `backbone`/`momentum_backbone`, or a prefix for unrecognised layouts).
-    The state dict has no `fc` and loads with `strict=True` into `build_resnet(info.arch)`.
+    The state dict has no head (`fc`, `head`) and loads with `strict=True` into `build_backbone(info.arch)`.
     """
     path = Path(path)
     raw = read_checkpoint(path)
     try:
         ext = detect_layout(raw, method, key)
         state_dict, cast_notes = to_float_tensors(ext.backbone)
-        arch = infer_arch(state_dict)
+        arch = infer_vit_arch(state_dict, ext.method) if ext.family == "vit" else infer_arch(state_dict)
         fill_notes = complete_and_check(state_dict, arch)
     except LayoutError as e:
         raise UserError(f"{path}: {e}") from None
     except ValueError as e:
         where = f" (backbone from {ext.source or 'the top level'})" if "ext" in locals() else ""
-        raise UserError(f"{path}: not a supported ResNet backbone{where}: {e}") from None
+        kind = "ViT" if "ext" in locals() and ext.family == "vit" else "ResNet"
+        raise UserError(f"{path}: not a supported {kind} backbone{where}: {e}") from None
     ordered = OrderedDict((k, state_dict[k]) for k in expected_shapes(arch))
     info = BackboneInfo(
         path=str(path),
