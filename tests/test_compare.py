@@ -314,7 +314,7 @@ def test_published_rows(tmp_path):
     assert [c.key for c in t.columns] == ["imagenet_linear.top1", "imagenet_linear.top5", "imagenet_knn.k20_top1", "imagenet_knn.k200_top1"]
     assert [c.key for c in build_table([], published=True).columns] == [c.key for c in columns()]  # the paper's full layout
     pub = [r for r in t.rows if r.published]
-    assert len(pub) == len(published_rows()) and not t.rows[0].published
+    assert len(pub) == len(published_rows(["vicreg"])) and not t.rows[0].published
     vic = next(r for r in pub if r.method == "VICReg")
     assert vic.cells["imagenet_linear.top1"].value == 73.2 and vic.cells["imagenet_knn.k200_top1"].value == 62.8
     npid = next(r for r in pub if r.method == "NPID")
@@ -400,7 +400,7 @@ def test_text_format(three_files, capsys):
     assert "68.0\u2020[" in row and "70.0\u2021[" in row and "85.0\u00b6[" in row
     assert next(line for line in lines if line.startswith("vicreg")).count("*") >= 1  # best values starred
     for kind, sym in MARKS.items():  # the legend lists the marks in use, and only those
-        assert any(line.strip().startswith(sym) for line in lines) == (kind != "dataset"), kind
+        assert any(line.strip().startswith(sym) for line in lines) == (kind not in ("dataset", "arch")), kind
     assert "VOC07 missing" not in out and "voc07_svm skipped: VOC2007 missing" in out
 
 
@@ -432,7 +432,7 @@ def test_html_format_is_self_contained(three_files, tmp_path, capsys):
     code, _, _ = run_cli(["compare", *map(str, three_files), "--format", "html", "--published", "-o", str(out_file)], capsys)
     assert code == 0
     html = out_file.read_text()
-    assert "<table class=\"cmp\">" in html and html.count('<tr class="run"') == 3 and html.count('<tr class="published"') == len(published_rows())
+    assert "<table class=\"cmp\">" in html and html.count('<tr class="run"') == 3 and html.count('<tr class="published"') == len(published_rows(["vicreg"]))
     assert html.count("<img ") >= 5 and "data:image/png;base64," in html
     assert_offline(html)
 
@@ -450,7 +450,7 @@ def assert_offline(html: str) -> None:
 
 def test_published_alone_and_errors(tmp_path, capsys):
     code, out, _ = run_cli(["compare", "--published", "--format", "csv"], capsys)
-    assert code == 0 and len(out.splitlines()) == 1 + len(published_rows())
+    assert code == 0 and len(out.splitlines()) == 1 + len(published_rows(["vicreg"]))
 
     def error(argv: list[str]) -> str:
         code, _, err = run_cli(argv, capsys)
@@ -474,3 +474,28 @@ def test_published_alone_and_errors(tmp_path, capsys):
     assert "no such file" in error(["compare", str(good), "--format", "html", "--train-log", str(tmp_path / "missing.jsonl")])
     with pytest.raises(UserError, match="no vicreg-bench results"):
         load_runs([tmp_path / "empty"])
+
+
+def test_a_vit_among_resnets_is_marked_and_gets_the_vit_papers_rows(tmp_path, capsys):
+    """The arch is part of what a cell ran: a ViT's number in a column of ResNet-50s is marked, and
+    `--published` alone adds the ViT papers' rows as soon as a run is a ViT."""
+    vit = results("moco", {"imagenet_linear": linear(76.0), "imagenet_knn": knn(70.0, 68.0)}, method="dino")
+    vit["checkpoint"]["arch"] = "vit_small_patch16_224"
+    files = [write(tmp_path / "a.json", results("vicreg", {"imagenet_linear": linear(73.0), "imagenet_knn": knn(60.0, 58.0)})),
+             write(tmp_path / "b.json", results("barlow", {"imagenet_linear": linear(72.0), "imagenet_knn": knn(61.0, 59.0)})),
+             write(tmp_path / "c.json", vit)]
+    t = build_table(load_runs(files))
+    assert "arch" in cell(t, 2, "imagenet_linear.top1").marks and not cell(t, 0, "imagenet_linear.top1").marks
+    assert any("backbone vit_small_patch16_224 vs the column's resnet50" in n for n in t.footnotes)
+    pub = [r for r in build_table(load_runs(files), published=True).rows if r.published]
+    assert {r.paper for r in pub} == {"vicreg", "dino", "dinov2", "mae", "moco_v3"}
+    dino = next(r for r in pub if r.method == "DINO ViT-S/16")
+    assert dino.arch == "vit_small_patch16_224" and dino.source == "DINO paper, Table 2"
+    assert dino.cells["imagenet_linear.top1"].value == 77.0 and dino.cells["imagenet_knn.k20_top1"].value == 74.5
+    resnets_only = build_table(load_runs(files[:2]), published=True)
+    assert {r.paper for r in resnets_only.rows if r.published} == {"vicreg"}
+    code, out, _ = run_cli(["compare", str(files[2]), "--published", "dino,mae"], capsys)
+    assert code == 0 and "DINO ViT-B/16" in out and "MAE ViT-B/16" in out and "Barlow" not in out
+    assert "DINO paper (Mathilde Caron" in out and "ICCV 2021, arXiv:2104.14294): Table 2" in out
+    code, _, err = run_cli(["compare", str(files[2]), "--published", "dino,simclrv9"], capsys)
+    assert code == 2 and "simclrv9" in err

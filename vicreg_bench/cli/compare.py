@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="table (terminal, default), md, csv or html (the self-contained report); "
                         "default: from the -o file's extension, else table")
-    parser.add_argument("--published", action="store_true", help="add the VICReg paper's rows (Tables 1, 2 and 5)")
+    parser.add_argument("--published", nargs="?", const="auto", default=None, metavar="PAPERS",
+                        help="add published rows: alone, the VICReg paper's Tables 1, 2 and 5 (and the DINO, "
+                        "DINOv2, MAE and MoCo v3 ViT rows when a run is a ViT); `all`, or a comma-separated list "
+                        "of vicreg, dino, dinov2, mae, moco_v3")
     parser.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of standard output")
     parser.add_argument("--train-log", metavar="PATH", action="append", default=[],
                         help="vicreg-train JSON-lines log to plot in the html report (loss terms, Fig. 4/5 "
@@ -48,6 +51,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-all", action="store_true",
                         help="one row per results file, instead of merging the results of one checkpoint")
     parser.add_argument("--title", default="vicreg-bench comparison", help="title of the html report")
+
+
+def parse_published(value: str | None) -> bool | str | list[str]:
+    """--published: absent -> no rows; alone -> auto; all; or paper keys."""
+    from vicreg_bench.published import PAPERS
+
+    if value is None:
+        return False
+    if value in ("auto", "all"):
+        return value
+    keys = [k.strip() for k in value.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in PAPERS]
+    if unknown or not keys:
+        raise UserError(f"--published {value}: unknown paper(s) {', '.join(unknown) or '(none)'}; expected all, or "
+                        f"some of {', '.join(PAPERS)}")
+    return keys
 
 
 def main(args: argparse.Namespace) -> int:
@@ -59,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     if args.train_log and fmt != "html":
         raise UserError("--train-log is plotted only in the html report: add --format html")
     runs = load_runs(args.paths, merge=not args.keep_all) if args.paths else []
-    table = build_table(runs, published=args.published)
+    table = build_table(runs, published=parse_published(args.published))
     if fmt == "html":
         from vicreg_bench.compare.report import build_report
 

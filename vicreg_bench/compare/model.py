@@ -46,7 +46,8 @@ def group_tag(group: int | str) -> str:
 
 
 # What the marks mean, in the order they are shown.
-MARKS: dict[str, str] = {"protocol": "\u2020", "engine": "\u2021", "dataset": "\u00a7", "variant": "\u00b6"}
+MARKS: dict[str, str] = {"protocol": "\u2020", "engine": "\u2021", "dataset": "\u00a7", "variant": "\u00b6",
+                         "arch": "\u2016"}
 MARK_LEGEND: dict[str, str] = {
     "protocol": "protocol: differs from the column's reference protocol, or is not the paper's protocol "
     "(the `fast` linear protocol, settings scaled down with --epochs and the like, or other paper settings)",
@@ -55,6 +56,7 @@ MARK_LEGEND: dict[str, str] = {
     "dataset": "dataset: another image list than the column's reference (dataset manifest sha256 differs)",
     "variant": "image variant: another image preprocessing variant than the column's reference "
     "(VOC07 SVM: squash = VISSL's Resize((224, 224)), center_crop = the paper text's center crop)",
+    "arch": "architecture: another backbone than the column's reference (e.g. a ViT among ResNet-50s)",
 }
 
 # Setting names a results file may record a paper setting under (TaskSpec.paper_settings holds the values).
@@ -105,6 +107,7 @@ class Row:
     run: dict | None = None  # the merged results dict (None for a published row)
     method_id: str | None = None  # the harness's method name (a published row's, where there is one)
     label: str | None = None  # the name the user gave the backbone (run --label)
+    paper: str | None = None  # a published row's paper key
 
     @property
     def name(self) -> str:

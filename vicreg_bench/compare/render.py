@@ -31,10 +31,8 @@ def _notes_block(table: Table, bullet: str = "") -> list[str]:
         lines.append("References:")
         lines += [f"{bullet}{task}: {words}" for task, words in table.references.items()]
     if any(r.published for r in table.rows):
-        lines.append(
-            "Published rows: the VICReg paper (Bardes, Ponce, LeCun, ICLR 2022), Tables 1, 2 and 5; a blank "
-            "cell in a published row means the paper gives no number."
-        )
+        lines.append("Published rows: " + published_sources(table) + "; a blank cell in a published row means the "
+                     "paper gives no number.")
     if table.footnotes:
         lines.append("Notes:")
         lines += [f"{bullet}[{i}] {text}" for i, text in enumerate(table.footnotes, 1)]
@@ -44,6 +42,24 @@ def _notes_block(table: Table, bullet: str = "") -> list[str]:
         lines += [f"{bullet}{r.name} {r.arch} {r.checkpoint}: method {r.method}, sha256 {r.sha256}, from {r.source}"
                   for r in sources]
     return lines
+
+
+def published_sources(table: Table) -> str:
+    """The papers of the table's published rows, cited, with where their numbers are printed."""
+    from vicreg_bench.published import PAPERS
+
+    where: dict[str, list[str]] = {}
+    for r in table.rows:
+        if r.published and r.paper:
+            loc = r.source.split(", ", 1)[1] if ", " in r.source else r.source
+            if loc not in where.setdefault(r.paper, []):
+                where[r.paper].append(loc)
+    parts = []
+    for key, locs in where.items():
+        p = PAPERS.get(key)
+        cite = f"{p.short} ({p.authors}, {p.venue}, arXiv:{p.arxiv})" if p else key
+        parts.append(f"{cite}: {'; '.join(locs)}")
+    return "; ".join(parts)
 
 
 def render_text(table: Table) -> str:

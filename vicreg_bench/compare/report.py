@@ -140,7 +140,7 @@ def build_report(
     runs: list[dict],
     *,
     table: Table | None = None,
-    published: bool = False,
+    published: bool | str | list[str] = False,
     train_logs: Iterable[str | Path] = (),
     title: str = "vicreg-bench comparison",
 ) -> str:
@@ -201,7 +201,7 @@ def build_report(
 </head>
 <body>
 <h1>{escape(title)}</h1>
-<p class="meta">{len([r for r in table.rows if not r.published])} checkpoint(s){", with the VICReg paper's published rows" if any(r.published for r in table.rows) else ""}.
+<p class="meta">{len([r for r in table.rows if not r.published])} checkpoint(s){", with published rows" if any(r.published for r in table.rows) else ""}.
 Generated {escape(created)} by vicreg-bench {escape(__version__)}. Marks: {escape(marks)} (see the legend under the table).</p>
 {chr(10).join(sections)}
 </body>

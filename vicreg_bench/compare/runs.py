@@ -51,6 +51,7 @@ def _annotate(path: Path, doc: dict) -> dict:
         entry["_created"] = doc["created"]
         entry["_run_protocol"] = doc["protocol"]
         entry["_suite"] = doc["suite"]
+        entry["_arch"] = doc["checkpoint"]["arch"]
         tasks[name] = entry
     doc["tasks"] = tasks
     return doc

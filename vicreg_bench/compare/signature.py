@@ -84,6 +84,7 @@ def _signature(entry: dict) -> dict[str, str | None]:
         "engine": entry.get("engine"),
         "dataset": _manifest_key(entry),
         "variant": image_variant(entry),
+        "arch": entry.get("_arch"),
     }
 
 

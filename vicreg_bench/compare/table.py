@@ -21,7 +21,21 @@ def _checkpoint_name(run: dict) -> str:
     return Path(run["checkpoint"]["path"]).name or run["checkpoint"]["path"]
 
 
-def build_table(runs: list[dict], published: bool = False) -> Table:
+def published_papers(published: bool | str | list[str], runs: list[dict]) -> list[str]:
+    """The papers whose rows to add: True or "auto" = the VICReg paper, plus the ViT papers when a run is a
+    ViT; "all" = every paper; else a list of paper keys."""
+    from vicreg_bench.models import is_vit
+    from vicreg_bench.published import PAPERS
+
+    if published == "all":
+        return list(PAPERS)
+    if published is True or published == "auto":
+        vit = any(is_vit(run["checkpoint"]["arch"]) for run in runs)
+        return [k for k in PAPERS if vit or k == "vicreg"]
+    return list(published)
+
+
+def build_table(runs: list[dict], published: bool | str | list[str] = False) -> Table:
     """The comparison table: one row per run (see `load_runs`), plus the paper's rows with `published`.
 
     Columns: the paper's Table 1/2/5 layout, restricted to the tasks some run has (all of them when
@@ -71,6 +85,8 @@ def build_table(runs: list[dict], published: bool = False) -> Table:
             words += f", engine {parts['engine'][0]}"
         if parts["variant"][0]:
             words += f", variant {parts['variant'][0]}"
+        if parts["arch"][0]:
+            words += f", arch {parts['arch'][0]}"
         ds = parts["dataset"][1].get("dataset") or {}
         if ds:
             words += f", dataset {ds.get('name')} as in {Path(parts['dataset'][1]['_file']).name}"
@@ -84,7 +100,7 @@ def build_table(runs: list[dict], published: bool = False) -> Table:
     if published:
         from vicreg_bench.published import published_rows
 
-        for prow in published_rows():
+        for prow in published_rows(published_papers(published, runs)):
             cells = {}
             for col in shown:
                 pv = prow.values.get((col.task, col.metric))
@@ -95,7 +111,8 @@ def build_table(runs: list[dict], published: bool = False) -> Table:
                     if pv.note:
                         cell.notes.append(notes.add(pv.note))
                     cells[col.key] = cell
-            rows.append(Row(prow.method, prow.arch, "published", None, prow.source, True, cells, None, prow.method_id))
+            rows.append(Row(prow.method, prow.arch, "published", None, prow.source, True, cells, None, prow.method_id,
+                            paper=prow.paper))
 
     for col in shown:
         candidates = [r.cells[col.key] for r in rows if r.cells[col.key].value is not None and not r.cells[col.key].marks]
@@ -143,5 +160,7 @@ def _user_cell(col: TableColumn, entry: dict | None, run: dict, ref: dict | None
         mark("dataset", "dataset manifest differs from the column's reference: " + _describe_manifest_diff(entry, ref["dataset"][1]))
     if ref is not None and sig["variant"] != ref["variant"][0]:
         mark("variant", f"image variant {sig['variant'] or 'unrecorded'} vs the column's {ref['variant'][0] or 'unrecorded'}")
+    if ref is not None and sig["arch"] != ref["arch"][0]:
+        mark("arch", f"backbone {sig['arch']} vs the column's {ref['arch'][0]}")
     return cell
 

@@ -1,7 +1,8 @@
 """The feature cache: keys made of everything that changes the features, and one sharded entry per key.
 
-A key hashes the checkpoint sha256 and the digest of the loaded weights, the dataset manifest and item
-order, the split, the transform and its parameters, the layer and the compute dtype. An entry is
+A key hashes the checkpoint sha256 and the digest of the loaded weights, the backbone's arch and the layer
+read from it, the dataset manifest and item order, the split, the transform and its parameters, and the
+compute dtype. An entry is
 written in shards (each atomically); an interrupted extraction resumes at the first missing shard, and
 an entry counts as complete only once its `complete.json` exists.
 """
@@ -19,7 +20,7 @@ import torch
 
 from vicreg_bench.fileio import atomic_path, atomic_write_json
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: the backbone's arch is part of the key
 LAYER = "res5avg"
 DEFAULT_SHARD_SIZE = 4096
 
@@ -49,7 +50,8 @@ def order_sha256(dataset) -> str:
 
 
 def cache_key(*, ckpt_sha256: str, weights_sha256: str, dataset: str, manifest_sha256: str, split: str,
-              transform: dict, precision: str, layer: str = LAYER, order_sha256: str = "") -> tuple[str, dict]:
+              transform: dict, precision: str, layer: str = LAYER, order_sha256: str = "",
+              arch: str = "") -> tuple[str, dict]:
     """(hex key, the description it hashes). Equal keys = equal features, up to device numerics."""
     desc = {
         "format_version": CACHE_FORMAT_VERSION,
@@ -60,6 +62,7 @@ def cache_key(*, ckpt_sha256: str, weights_sha256: str, dataset: str, manifest_s
         "order_sha256": order_sha256,
         "split": split,
         "transform": transform,
+        "arch": arch,
         "layer": layer,
         "dtype": precision,
     }

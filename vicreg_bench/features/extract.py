@@ -23,6 +23,7 @@ from vicreg_bench import distributed as D
 from vicreg_bench.errors import UserError
 from vicreg_bench.features.cache import (
     DEFAULT_SHARD_SIZE,
+    LAYER,
     CacheEntry,
     cache_key,
     order_sha256,
@@ -32,6 +33,7 @@ from vicreg_bench.features.cache import (
     weights_digest,
 )
 from vicreg_bench.features.feature_set import FeatureSet
+from vicreg_bench.features.layers import default_layer, layer_module
 from vicreg_bench.features.transforms import build_transform
 from vicreg_bench.fileio import atomic_write_json
 from vicreg_bench.locks import FileLock, describe_holder
@@ -58,18 +60,19 @@ def default_workers(device: str) -> int:
     return min(4, max(0, per_proc // 2))
 
 
-def build_frozen_trunk(state_dict: dict, arch: str, device: str) -> torch.nn.Module:
-    """The trunk with the checkpoint loaded strictly, frozen, eval mode; channels_last on CUDA."""
-    from vicreg_bench.models import build_resnet
+def build_frozen_trunk(state_dict: dict, arch: str, device: str, layer: str | None = None) -> torch.nn.Module:
+    """The backbone with the checkpoint loaded strictly, frozen, eval mode, computing `layer` (default: the
+    arch's own feature, res5avg or the CLS token); channels_last on CUDA."""
+    from vicreg_bench.models import build_backbone
 
-    model = build_resnet(arch)
+    model = build_backbone(arch)
     model.load_state_dict(state_dict, strict=True)
     model.requires_grad_(False)
     model.eval()
     model.to(device)
     if str(device).startswith("cuda"):
         model.to(memory_format=torch.channels_last)
-    return model
+    return layer_module(model, arch, layer or default_layer(arch))
 
 
 def _autocast(device: str, precision: str):
@@ -202,8 +205,11 @@ def features_for_dataset(
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
     on_shard_written: Callable[[int], None] | None = None,
+    arch: str = "",
+    layer: str = LAYER,
 ) -> FeatureSet:
     """Features of `dataset` (already built with its transform) from the cache, extracting what is missing.
+    `arch` and `layer` name what the model computes (they are part of the cache key).
 
     Collective under torchrun: every rank calls it and every rank gets the full FeatureSet.
     """
@@ -211,7 +217,7 @@ def features_for_dataset(
     manifest = dataset.manifest_sha256()
     key, desc = cache_key(ckpt_sha256=ckpt_sha256, weights_sha256=weights_sha256, dataset=dataset_name,
                           manifest_sha256=manifest, split=dataset.split, transform=transform_params,
-                          precision=precision, order_sha256=order_sha256(dataset))
+                          precision=precision, order_sha256=order_sha256(dataset), arch=arch, layer=layer)
     entry = CacheEntry(cache_dir, key)
     from_cache = entry.is_complete()
     lock = None
@@ -338,7 +344,8 @@ class FeatureExtractor:
         self.batch_size, self.workers, self.on_bad_image = batch_size, workers, on_bad_image
         self.shard_size, self.progress = shard_size, progress
         self.memory_bytes = memory_bytes
-        self._model: torch.nn.Module | None = None
+        self._backbone: torch.nn.Module | None = None
+        self._models: dict[str, torch.nn.Module] = {}
         self._weights_sha: str | None = None
         self._memo: dict[tuple, FeatureSet] = {}
 
@@ -348,10 +355,14 @@ class FeatureExtractor:
             self._weights_sha = weights_digest(self.state_dict)
         return self._weights_sha
 
-    def model(self) -> torch.nn.Module:
-        if self._model is None:
-            self._model = build_frozen_trunk(self.state_dict, self.info.arch, self.device)
-        return self._model
+    def model(self, layer: str | None = None) -> torch.nn.Module:
+        """The frozen backbone computing `layer` (default: the arch's own feature); built once, shared."""
+        layer = layer or default_layer(self.info.arch)
+        if self._backbone is None:
+            self._backbone = build_frozen_trunk(self.state_dict, self.info.arch, self.device)
+        if layer not in self._models:
+            self._models[layer] = layer_module(self._backbone, self.info.arch, layer)
+        return self._models[layer]
 
     def transform(self, name: str) -> tuple[Callable, dict]:
         return build_transform(name, size=self.image_size, resize=self.resize,
@@ -362,17 +373,18 @@ class FeatureExtractor:
 
         return open_classification(dataset, self.data_root, split, transform=transform, on_bad_image=self.on_bad_image)
 
-    def __call__(self, dataset: str, split: str, transform_name: str = "eval") -> FeatureSet:
-        memo_key = (dataset, split, transform_name)
+    def __call__(self, dataset: str, split: str, transform_name: str = "eval", layer: str | None = None) -> FeatureSet:
+        layer = layer or default_layer(self.info.arch)
+        memo_key = (dataset, split, transform_name, layer)
         if memo_key in self._memo:
             return self._memo[memo_key]
         tf, params = self.transform(transform_name)
         ds = self.open(dataset, split, tf)
         fs = features_for_dataset(
-            self.model, ds, dataset_name=dataset, transform_params=params,
+            lambda: self.model(layer), ds, dataset_name=dataset, transform_params=params,
             ckpt_sha256=self.info.sha256, weights_sha256=self.weights_sha256, cache_dir=self.cache_dir,
             device=self.device, precision=self.precision, batch_size=self.batch_size, workers=self.workers,
-            shard_size=self.shard_size, progress=self.progress,
+            shard_size=self.shard_size, progress=self.progress, arch=self.info.arch, layer=layer,
         )
         self._memo[memo_key] = fs
         # keep recent sets in memory for the next task, within a byte budget (the newest always stays)
@@ -382,7 +394,8 @@ class FeatureExtractor:
 
     def release_model(self) -> None:
         """Free the trunk (e.g. before a task that builds its own copy for fine-tuning)."""
-        self._model = None
+        self._backbone = None
+        self._models = {}
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -27,7 +27,7 @@ from vicreg_bench.results.entry import jsonable, task_entry
 from vicreg_bench.runner.plan import RunConfig, TaskPlan, data_problems, is_done, plan_task, task_options
 from vicreg_bench.runner.summary import error_reason, summary_table
 from vicreg_bench.tasks.catalog import all_tasks
-from vicreg_bench.tasks.context import TaskContext, TaskOutput
+from vicreg_bench.tasks.context import TaskContext, TaskOutput, TaskSkipped
 
 
 def seed_everything(seed: int) -> None:
@@ -162,7 +162,7 @@ def run_suite(config: RunConfig, say: Callable[..., None] = print) -> int:
             say(f"note: {', '.join(slow)} have no fast variant and run their own protocol")
 
     # Preflight: every dataset split the tasks to run need, before any compute.
-    missing = data_problems(todo, config.data_root)
+    missing = data_problems([t for t in todo if plans[t].skip is None], config.data_root)
     if missing and not config.skip_missing:
         lines = [f"  {t}: {why.removeprefix('data missing or malformed: ')}" for t, why in missing.items()]
         raise UserError(f"data for {len(missing)} task(s) under {config.data_root} is missing or malformed; "
@@ -189,6 +189,9 @@ def run_suite(config: RunConfig, say: Callable[..., None] = print) -> int:
         except KeyboardInterrupt:
             save(t)
             raise
+        except TaskSkipped as e:
+            say(f"[{n}/{len(todo)}] {t}: skipped ({e})")
+            doc["tasks"][t] = entry_not_ok("skipped", str(e), plan, t, config.seed, None)
         except Exception as e:  # recorded in the results; the other tasks still run
             reason = error_reason(e)
             if main_rank:
@@ -202,6 +205,11 @@ def run_suite(config: RunConfig, say: Callable[..., None] = print) -> int:
 
     for n, t in enumerate(todo, 1):
         plan = plans[t]
+        if plan.skip is not None:
+            say(f"[{n}/{len(todo)}] {t}: skipped ({plan.skip})")
+            doc["tasks"][t] = entry_not_ok("skipped", plan.skip, plan, t, config.seed, None)
+            save(t)
+            continue
         if t in missing:
             say(f"[{n}/{len(todo)}] {t}: skipped ({missing[t]})")
             doc["tasks"][t] = entry_not_ok("skipped", missing[t], plan, t, config.seed, None)

@@ -10,7 +10,7 @@ from vicreg_bench.errors import UserError
 from vicreg_bench.results.entry import protocol_hash
 from vicreg_bench.runner.summary import error_reason
 from vicreg_bench.tasks.catalog import all_tasks
-from vicreg_bench.tasks.context import RunSettings, TaskContext
+from vicreg_bench.tasks.context import RunSettings, TaskContext, TaskSkipped
 from vicreg_bench.tasks.options import RawOption, TaskOptions, resolve_options
 from vicreg_bench.tasks.registry import TaskSpec
 
@@ -49,8 +49,9 @@ def task_options(tasks: list[str], raw: list[RawOption], ignored: list[str] | No
 @dataclass
 class TaskPlan:
     spec: TaskSpec
-    protocol: tuple[str, dict] | None  # (name, params) it would record; None when planning failed
+    protocol: tuple[str, dict] | None  # (name, params) it would record; None when planning failed or skips
     error: str | None = None  # planning failed for a reason that is not the user's (recorded as failed)
+    skip: str | None = None  # the task does not apply to this backbone (recorded as skipped, with this reason)
 
     @property
     def hash(self) -> str | None:
@@ -64,6 +65,8 @@ def plan_task(spec: TaskSpec, ctx: TaskContext) -> TaskPlan:
         return TaskPlan(spec, spec.protocol(ctx))
     except UserError:
         raise
+    except TaskSkipped as e:
+        return TaskPlan(spec, None, skip=str(e))
     except Exception as e:
         return TaskPlan(spec, None, error_reason(e))
 

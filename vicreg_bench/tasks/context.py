@@ -16,6 +16,11 @@ from typing import Any, Callable
 from vicreg_bench.tasks.options import TaskOptions
 
 
+class TaskSkipped(Exception):
+    """Raised by a task's protocol or run when it does not apply to this backbone (e.g. detection on a ViT):
+    the task is recorded as `skipped` with this message, and the run goes on."""
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Run-wide settings every task shares: image sizes, compute dtype, data loading (the run's flags)."""

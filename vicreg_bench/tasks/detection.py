@@ -14,7 +14,7 @@ from vicreg_bench.detection.options import DetOptions
 from vicreg_bench.detection.protocols import DetProtocol, protocol_record
 from vicreg_bench.detection.schedule import COCO_FPN_1X, VOC07_12_C4
 from vicreg_bench.detection.transforms import COCO_MIN_SIZES_TRAIN, VOC_MIN_SIZES_TRAIN
-from vicreg_bench.tasks.context import TaskContext, TaskOutput
+from vicreg_bench.tasks.context import TaskContext, TaskOutput, TaskSkipped
 from vicreg_bench.tasks.registry import Column, DemoPreset, PublishedKey, Resources, register_task
 
 DEFAULT_WORKERS = 4
@@ -65,7 +65,17 @@ def with_workers(opts: DetOptions, ctx: TaskContext) -> DetOptions:
     return replace(opts, num_workers=workers)
 
 
+def require_resnet(ctx: TaskContext) -> None:
+    """The detection protocols put a ResNet trunk under an R50-C4 / R50-FPN detector: a ViT is skipped."""
+    from vicreg_bench.models import is_vit
+
+    if is_vit(ctx.ckpt_info.arch):
+        raise TaskSkipped(f"the detection protocols (Faster R-CNN R50-C4, Mask R-CNN R50-FPN) need a ResNet "
+                          f"backbone; {ctx.ckpt_info.arch} is a ViT (a ViTDet-style protocol is not implemented)")
+
+
 def run_detection(protocol: DetProtocol, ctx: TaskContext) -> TaskOutput:
+    require_resnet(ctx)
     opts = with_workers(ctx.options, ctx)
     if opts.engine == "torchvision":
         from vicreg_bench.detection.tv_runner import run_torchvision
@@ -78,6 +88,7 @@ def run_detection(protocol: DetProtocol, ctx: TaskContext) -> TaskOutput:
 
 def planned_protocol(protocol: DetProtocol, ctx: TaskContext) -> tuple[str, dict]:
     """The protocol name and params the task would record, without running anything."""
+    require_resnet(ctx)
     name, params, _ = protocol_record(protocol, ctx.options, ctx.ckpt_info.arch, ctx.world_size)
     return name, params
 

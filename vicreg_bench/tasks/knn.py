@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from vicreg_bench.errors import UserError
+from vicreg_bench.features.layers import default_layer
 from vicreg_bench.tasks.common import (
     dataset_block,
     extraction_throughput,
@@ -301,7 +302,7 @@ def protocol_imagenet_knn(ctx: TaskContext) -> tuple[str, dict]:
         "dataset": "imagenet", "train_split": "train", "test_split": "val",
         "transform": transform_params(ctx, "knn"),
         "precision": precision_of(ctx),
-        "layer": "res5avg",
+        "layer": default_layer(ctx.ckpt_info.arch),
         "reference": "facebookresearch/dino eval_knn.py",
     }
     if ov := overrides(ctx, ("image_size", "resize")):
@@ -320,7 +321,8 @@ def protocol_imagenet_knn(ctx: TaskContext) -> tuple[str, dict]:
     result_schema="knn_task",
     columns=(Column("k20_top1", 5, "20-NN", 150), Column("k200_top1", 5, "200-NN", 160)),
     paper_settings={"temperature": DEFAULT_TEMPERATURE},
-    published=(PublishedKey("vicreg", 5, "20-NN", "k20_top1"), PublishedKey("vicreg", 5, "200-NN", "k200_top1")),
+    published=(PublishedKey("vicreg", 5, "20-NN", "k20_top1"), PublishedKey("vicreg", 5, "200-NN", "k200_top1"),
+               PublishedKey("dino", 2, "k-NN", "k20_top1"), PublishedKey("dinov2", "models", "ImageNet k-NN", "k20_top1")),
     suites=("knn",),
     order=10,
     has_fast=True,

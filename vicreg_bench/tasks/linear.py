@@ -90,6 +90,12 @@ class LinearOptions(TaskOptions):
     linear_head: Literal["bn_linear", "linear"] = option(
         "bn_linear", "bn_linear: BatchNorm1d + Linear (PROTOCOLS.md, VISSL); linear: plain Linear (evaluate.py; "
         "paper protocol only)")
+    n_last_blocks: int | None = option(
+        None, "ViTs: the CLS tokens of the last n blocks, concatenated, are the feature (DINO eval_linear; "
+        "default 4 for ViT-S, 1 for ViT-B and wider)", minimum=1)
+    avgpool_patchtokens: bool | None = option(
+        None, "ViTs: add the mean of the last block's patch tokens to the feature (DINO eval_linear; default off "
+        "for ViT-S, on for ViT-B and wider)")
 
 
 @dataclass(frozen=True)
@@ -126,8 +132,33 @@ def linear_settings(ctx: TaskContext, task: str) -> dict:
     }
 
 
+def feature_layer(ctx: TaskContext) -> tuple[str, dict]:
+    """The layer the linear probe reads, and what to record of it: res5avg for ResNets; for ViTs DINO's
+    eval_linear input (the last n CLS tokens, optionally with the pooled patch tokens), recorded with n and
+    the pooling, and with `overrides` when they differ from DINO's choice for that width."""
+    from vicreg_bench.features.layers import linear_layer, vit_depth, vit_linear_defaults
+    from vicreg_bench.models import is_vit
+
+    arch, o = ctx.ckpt_info.arch, ctx.options
+    if not is_vit(arch):
+        if o.n_last_blocks is not None or o.avgpool_patchtokens is not None:
+            raise UserError(f"options n_last_blocks / avgpool_patchtokens apply to ViT backbones, not to {arch}")
+        return "res5avg", {}
+    n0, avg0 = vit_linear_defaults(arch)
+    n = o.n_last_blocks if o.n_last_blocks is not None else n0
+    if n > vit_depth(arch):
+        raise UserError(f"option n_last_blocks={n}: {arch} has only {vit_depth(arch)} blocks")
+    avg = o.avgpool_patchtokens if o.avgpool_patchtokens is not None else avg0
+    record = {"layer": linear_layer(arch, n, avg), "n_last_blocks": n, "avgpool_patchtokens": avg,
+              "feature": "DINO eval_linear: CLS tokens of the last n blocks (+ mean patch token)"}
+    changed = {k: v for k, v, d in (("n_last_blocks", n, n0), ("avgpool_patchtokens", avg, avg0)) if v != d}
+    return record["layer"], {**record, **({"vit_overrides": changed} if changed else {})}
+
+
 def protocol_linear(ctx: TaskContext, task: str) -> tuple[str, dict]:
     params = linear_settings(ctx, task)
+    _, vit = feature_layer(ctx)
+    params.update(vit)
     params["precision"] = precision_of(ctx)
     params["test_transform"] = transform_params(ctx, "eval")
     if ctx.protocol == "fast":
@@ -160,8 +191,9 @@ def _linear_fast(ctx: TaskContext, name: str, params: dict) -> TaskOutput:
     from vicreg_bench.tasks.linear_fast import train_linear_on_features
 
     feats = need_features(ctx)
-    train = feats(params["dataset"], params["train_split"], "eval")
-    test = feats(params["dataset"], params["test_split"], "eval")
+    layer, _ = feature_layer(ctx)
+    train = feats(params["dataset"], params["train_split"], "eval", layer=layer)
+    test = feats(params["dataset"], params["test_split"], "eval", layer=layer)
     schedule = "cosine" if params["schedule"] == "cosine" else list(params["schedule"]["milestones"])
     num_classes = max(len(train.class_names), int(train.labels.max()) + 1, int(test.labels.max()) + 1)
 
@@ -193,7 +225,8 @@ def _linear_paper(ctx: TaskContext, name: str, params: dict) -> TaskOutput:
 
     device = ctx.device
     feats = need_features(ctx)
-    test = feats(params["dataset"], params["test_split"], "eval")
+    layer, _ = feature_layer(ctx)
+    test = feats(params["dataset"], params["test_split"], "eval", layer=layer)
     size, _ = image_sizes(ctx)
     train_ds = open_classification(
         params["dataset"], ctx.data_root, params["train_split"],
@@ -202,7 +235,8 @@ def _linear_paper(ctx: TaskContext, name: str, params: dict) -> TaskOutput:
     num_classes = len(train_ds.classes)
     if test.class_names and list(test.class_names) != list(train_ds.classes):
         raise ValueError(f"{params['dataset']}: train and {params['test_split']} class lists differ")
-    trunk = feats.model() if hasattr(feats, "model") else build_frozen_trunk(ctx.state_dict, ctx.ckpt_info.arch, device)
+    trunk = (feats.model(layer) if hasattr(feats, "model")
+             else build_frozen_trunk(ctx.state_dict, ctx.ckpt_info.arch, device, layer))
     dim = test.features.shape[1]
 
     torch.manual_seed(ctx.seed)
@@ -251,7 +285,10 @@ def _register(task: str, summary: str, options: type[LinearOptions], columns: tu
 _register("imagenet_linear", "ImageNet linear probe", LinearOptions,
           (Column("top1", 1, "Linear top-1", 10), Column("top5", 1, "Linear top-5", 20)),
           (PublishedKey("vicreg", 1, "Linear Classification Top-1", "top1"),
-           PublishedKey("vicreg", 1, "Linear Classification Top-5", "top5")), "table1", 30, 24.0)
+           PublishedKey("vicreg", 1, "Linear Classification Top-5", "top5"),
+           PublishedKey("dino", 2, "Linear", "top1"), PublishedKey("dinov2", "models", "ImageNet linear", "top1"),
+           PublishedKey("mae", "ImageNet-1K", "Linear probing", "top1"),
+           PublishedKey("moco_v3", "ViT linear", "linear acc", "top1")), "table1", 30, 24.0)
 _register("places205_linear", "Places205 linear probe", Places205LinearOptions,
           (Column("top1", 2, "Places205", 70),), (PublishedKey("vicreg", 2, "Places205", "top1"),), "table2", 40, 24.0)
 _register("inat18_linear", "iNaturalist 2018 linear probe", Inat18LinearOptions,

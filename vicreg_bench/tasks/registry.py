@@ -38,7 +38,7 @@ class PublishedKey:
     """Which printed column of a published table holds this task's `metric`."""
 
     paper: str  # key of the paper in vicreg_bench.published.PAPERS
-    table: int
+    table: int | str  # the table's number (or short name, see vicreg_bench.published)
     column: str  # the column name as printed
     metric: str
 

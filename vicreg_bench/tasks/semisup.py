@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from vicreg_bench.errors import UserError
 from vicreg_bench.results.entry import protocol_hash
 from vicreg_bench.tasks.common import dataset_block, image_sizes, normalize_input, overrides, precision_of, transform_params
 from vicreg_bench.tasks.context import TaskContext, TaskOutput
@@ -32,6 +33,8 @@ from vicreg_bench.tasks.registry import Column, PublishedKey, Resources, registe
 from vicreg_bench.tasks.train_loop import MOMENTUM, Classifier, LoopSpec, evaluate_logits, make_scheduler, summarize, train_epochs
 
 WEIGHT_DECAY = 0.0
+# MAE's fine-tuning recipes (FINETUNE.md): --layer_decay 0.65 for ViT-B, 0.75 for ViT-L and ViT-H
+VIT_LAYER_DECAY_BASE, VIT_LAYER_DECAY_LARGE, VIT_BASE_WIDTH = 0.65, 0.75, 768
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class SemisupOptions(TaskOptions):
     epochs: int = option(20, "fine-tuning epochs (cosine schedule over them)", minimum=1)
     batch_size: int = option(256, "global batch size", minimum=2)
     eval_every: int = option(1, "evaluate on val every N epochs (the last epoch always)", minimum=1)
+    layer_decay: float | None = option(
+        None, "ViTs: layer-wise lr decay as MAE's fine-tuning (util/lr_decay.py): block i gets "
+        "lr_backbone * decay^(depth + 1 - layer id); default MAE's 0.65 up to ViT-B, 0.75 above", minimum=0.0)
 
 
 def protocol_semisup(ctx: TaskContext, task: str) -> tuple[str, dict]:
@@ -74,16 +80,50 @@ def protocol_semisup(ctx: TaskContext, task: str) -> tuple[str, dict]:
         "headline": "final epoch",
         "reference": "paper B.3; facebookresearch/vicreg evaluate.py --weights finetune",
     }
+    decay = layer_decay(ctx)
+    if decay is not None:
+        params["layer_decay"] = decay
+        params["lr_groups"] = "layer-wise: head lr_head; block i lr_backbone * decay^(depth + 1 - id) (MAE)"
     if ov := overrides(ctx, ("epochs", "batch_size", "image_size", "resize", "eval_every")):
         params["overrides"] = ov
     return "semisup_finetune", params
 
 
+def layer_decay(ctx: TaskContext) -> float | None:
+    """The layer-wise lr decay of a ViT (None for a ResNet, which has none)."""
+    from vicreg_bench.models import is_vit
+
+    if not is_vit(ctx.ckpt_info.arch):
+        if ctx.options.layer_decay is not None:
+            raise UserError(f"option layer_decay applies to ViT backbones, not to {ctx.ckpt_info.arch}")
+        return None
+    if ctx.options.layer_decay is not None:
+        return ctx.options.layer_decay
+    from vicreg_bench.models import feature_dim
+
+    return VIT_LAYER_DECAY_BASE if feature_dim(ctx.ckpt_info.arch) <= VIT_BASE_WIDTH else VIT_LAYER_DECAY_LARGE
+
+
+def trunk_param_groups(model: Classifier, arch: str, lr_backbone: float, decay: float | None) -> list[dict]:
+    """The trunk's SGD parameter groups: one at lr_backbone (ResNets), or one per ViT layer id with MAE's
+    layer-wise decay, the last layers first (so group 1 holds the full lr_backbone)."""
+    if decay is None:
+        return [{"params": model.trunk.parameters(), "lr": lr_backbone}]
+    from vicreg_bench.models import vit_layer_id
+
+    depth = len(model.trunk.blocks)
+    by_layer: dict[int, list] = {}
+    for name, p in model.trunk.named_parameters():
+        by_layer.setdefault(vit_layer_id(name, depth), []).append(p)
+    return [{"params": by_layer[i], "lr": lr_backbone * decay ** (depth + 1 - i)}
+            for i in sorted(by_layer, reverse=True)]
+
+
 def build_classifier(ctx: TaskContext, num_classes: int, precision: str) -> Classifier:
     """The checkpoint's trunk (loaded strictly, trainable) + a Linear head, on the task's device."""
-    from vicreg_bench.models import build_resnet, feature_dim
+    from vicreg_bench.models import build_backbone, feature_dim
 
-    trunk = build_resnet(ctx.ckpt_info.arch)
+    trunk = build_backbone(ctx.ckpt_info.arch)
     trunk.load_state_dict(ctx.state_dict, strict=True)
     torch.manual_seed(ctx.seed)
     head = make_head(feature_dim(ctx.ckpt_info.arch), num_classes, "linear")
@@ -118,7 +158,7 @@ def run_semisup(ctx: TaskContext, task: str) -> TaskOutput:
     model = build_classifier(ctx, len(train_ds.classes), precision)
     optimizer = torch.optim.SGD(
         [{"params": model.head.parameters(), "lr": params["lr_head"]},
-         {"params": model.trunk.parameters(), "lr": params["lr_backbone"]}],
+         *trunk_param_groups(model, ctx.ckpt_info.arch, params["lr_backbone"], params.get("layer_decay"))],
         lr=0.0, momentum=params["momentum"], weight_decay=params["weight_decay"], nesterov=params["nesterov"])
     scheduler = make_scheduler(optimizer, params["schedule"], params["epochs"])
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")

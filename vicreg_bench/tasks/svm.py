@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from vicreg_bench.features.layers import default_layer
 from vicreg_bench.tasks.common import (
     dataset_block,
     extraction_throughput,
@@ -52,7 +53,7 @@ def protocol_voc07_svm(ctx: TaskContext) -> tuple[str, dict]:
         "extra_variants": variants[1:],
         "transforms": {v: transform_params(ctx, f"svm_{v}") for v in variants},
         "precision": precision_of(ctx),
-        "layer": "res5avg",
+        "layer": default_layer(ctx.ckpt_info.arch),
         "reference": "VISSL tools/train_svm.py, vissl/utils/svm_utils",
     }
     params["svm"] = svm_protocol_params([float(c) for c in ctx.options.svm_costs])
