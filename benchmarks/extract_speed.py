@@ -1,12 +1,13 @@
 """Images/s of frozen-feature extraction: vicreg-bench's extractor against a plain extraction loop.
 
-    python benchmarks/extract_speed.py [--device cpu|cuda] [--arch resnet50] [--num-images 256]
+    python benchmarks/extract_speed.py [--device cpu|cuda] [--arch resnet50 vit_small_patch16_224] [--num-images 256]
                                        [--batch-size 64] [--workers N] [--image-size 224]
                                        [--data-root DIR --dataset imagenet --split val] [--ckpt FILE]
 
 Both sides decode the same JPEGs (synthetic ImageNet-sized 500x375 photos-like images written to a temp
 folder, or a real split with --data-root) with the linear-probe test transform (Resize 256 + CenterCrop 224)
-and push them through the same frozen trunk:
+and push them through the same frozen trunk (by default a ResNet-50 and a ViT-S/16, timm's ViT with fused
+scaled_dot_product_attention; `--arch` picks others):
 - baseline: the loop people write first: DataLoader(num_workers=0), float32, contiguous tensors, no
   pinned memory;
 - vicreg-bench: `vicreg_bench.features.extract.features_for_dataset` (DataLoader workers, pinned memory, bf16
@@ -39,7 +40,7 @@ from vicreg_bench.features.extract import (  # noqa: E402
     resolve_precision,
 )
 from vicreg_bench.features.transforms import build_transform  # noqa: E402
-from vicreg_bench.models import build_resnet  # noqa: E402
+from vicreg_bench.models import build_backbone  # noqa: E402
 
 
 def write_photos(root: Path, n: int, seed: int = 0) -> list[tuple[str, int]]:
@@ -77,34 +78,8 @@ def baseline_images_per_s(model, dataset, device: str, batch_size: int) -> float
     return n / (time.perf_counter() - t0) if t0 else float("nan")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--arch", default="resnet50")
-    p.add_argument("--ckpt", type=Path, default=None, help="a checkpoint (default: random weights)")
-    p.add_argument("--num-images", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=None, help="default 256 on CUDA, 32 on CPU")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--precision", default="auto")
-    p.add_argument("--data-root", type=Path, default=None, help="use a real dataset split instead of synthetic JPEGs")
-    p.add_argument("--dataset", default="imagenet")
-    p.add_argument("--split", default="val")
-    p.add_argument("--skip-baseline", action="store_true")
-    args = p.parse_args()
-
-    device = args.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        print("CUDA is not available here", file=sys.stderr)
-        return 2
-    if device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
-    batch = args.batch_size or (256 if device.startswith("cuda") else 32)
-    workers = default_workers(device) if args.workers is None else args.workers
-    precision = resolve_precision(args.precision, device)
-    resize = int(round(args.image_size * 256 / 224))
-    tf, params = build_transform("eval", size=args.image_size, resize=resize)
-
+def run_case(args, arch: str, device: str, batch: int, workers: int, precision: str, tf, params) -> None:
+    """Time the extractor and the plain loop on one backbone."""
     if args.ckpt:
         from vicreg_bench.checkpoints import load_backbone
 
@@ -112,8 +87,8 @@ def main() -> int:
         arch, ckpt_sha = info.arch, info.sha256
     else:
         torch.manual_seed(0)
-        arch, ckpt_sha = args.arch, "0" * 64
-        state = build_resnet(arch).state_dict()
+        ckpt_sha = "0" * 64
+        state = build_backbone(arch).state_dict()
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -153,7 +128,7 @@ def main() -> int:
         print(f"vicreg-bench extractor : {ours:8.1f} images/s  ({workers} workers, {precision}, "
               f"{'channels_last, pinned memory' if device.startswith('cuda') else 'CPU path'}; cache written)")
         if not args.skip_baseline:
-            plain = build_resnet(arch)
+            plain = build_backbone(arch)
             plain.load_state_dict(state)
             plain.eval().to(device)
             base = baseline_images_per_s(plain, dataset, device, batch)
@@ -163,6 +138,39 @@ def main() -> int:
         print(json.dumps({"device": device, "gpu": gpu, "arch": arch, "images": n, "batch_size": batch,
                           "workers": workers, "precision": precision, "features": list(fs.features.shape),
                           "images_per_s": {k: round(v, 2) for k, v in rows.items()}}))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--arch", nargs="+", default=["resnet50", "vit_small_patch16_224"],
+                   help="backbones to time, each a case of its own (torchvision ResNet or timm ViT names)")
+    p.add_argument("--ckpt", type=Path, default=None, help="a checkpoint (default: random weights)")
+    p.add_argument("--num-images", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=None, help="default 256 on CUDA, 32 on CPU")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--data-root", type=Path, default=None, help="use a real dataset split instead of synthetic JPEGs")
+    p.add_argument("--dataset", default="imagenet")
+    p.add_argument("--split", default="val")
+    p.add_argument("--skip-baseline", action="store_true")
+    args = p.parse_args()
+
+    device = args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print("CUDA is not available here", file=sys.stderr)
+        return 2
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    batch = args.batch_size or (256 if device.startswith("cuda") else 32)
+    workers = default_workers(device) if args.workers is None else args.workers
+    precision = resolve_precision(args.precision, device)
+    resize = int(round(args.image_size * 256 / 224))
+    tf, params = build_transform("eval", size=args.image_size, resize=resize)
+
+    for arch in args.arch:
+        run_case(args, arch, device, batch, workers, precision, tf, params)
     return 0
 
 
