@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from vicreg_bench.distributed import cleanup
 from vicreg_bench.errors import UserError
+from vicreg_bench.launch import ignore_requeue_signal
 
 from .augment import AUGMENTATIONS, TwoViewTransform
 from .checkpoint import load_checkpoint, load_official_model_state, restore_rng_state, save_checkpoint
@@ -204,6 +205,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,
             prefetch_factor=4 if workers > 0 else None,
+            worker_init_fn=ignore_requeue_signal,  # in a SLURM job, only the training process requeues
         )
 
         model = VICReg(args.arch, args.mlp, proj_bn=not args.no_proj_bn, standardize=args.standardize, predictor=args.predictor)

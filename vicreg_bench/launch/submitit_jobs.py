@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import shlex
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,7 @@ class CheckpointableCall:
         self.torch_env = torch_env
 
     def __call__(self) -> Any:
+        _requeue_from_this_process_only()
         if self.torch_env:
             export_torch_env()
         return self.fn(*self.args, **self.kwargs)
@@ -139,6 +141,27 @@ class CheckpointableCall:
 
     def __repr__(self) -> str:
         return f"CheckpointableCall({getattr(self.fn, '__qualname__', self.fn)!r}, {len(self.args)} args)"
+
+
+def _requeue_from_this_process_only() -> None:
+    """SLURM signals every process of the job step, forked children (DataLoader workers) included, and a fork
+    inherits submitit's USR2 handler: each child would checkpoint and requeue too. Keep the handler in the
+    job's own process; elsewhere the signal is ignored."""
+    handler, pid = signal.getsignal(signal.SIGUSR2), os.getpid()
+    if not callable(handler):
+        return
+
+    def guarded(signum: int, frame: Any) -> None:
+        if os.getpid() == pid:
+            handler(signum, frame)
+
+    signal.signal(signal.SIGUSR2, guarded)
+
+
+def ignore_requeue_signal(worker_id: int | None = None) -> None:
+    """`worker_init_fn` for DataLoaders that may run in a SLURM job: the worker ignores USR2, which the job's
+    own process handles (checkpoint, requeue). Needed when workers start without forking (spawn, forkserver)."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 def export_torch_env() -> None:
