@@ -37,11 +37,12 @@ fail() {  # fail CODE MESSAGE: print the reason and where to look, then exit COD
   done
   exit "$code"
 }
-alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# alive PIDFILE: the daemon named like the file (slurmctld.pid -> slurmctld) runs under that pid.
+alive() { [ -s "$1" ] && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = "$(basename "$1" .pid)" ]; }
 node_name() { hostname -s; }
 
 # The node state as sinfo prints it (idle, mix, alloc, down*, drain...), empty when the controller is silent.
-node_state() { timeout 10 sinfo -h -N -n "$(node_name)" -o %t 2>/dev/null | head -n 1; }
+node_state() { timeout 5 sinfo -h -N -n "$(node_name)" -o %t 2>/dev/null | head -n 1; }
 
 cluster_ready() {
   case "$(node_state)" in idle|mix|alloc|mixed|allocated|comp) return 0 ;; *) return 1 ;; esac
@@ -194,11 +195,13 @@ test_job() {
 }
 
 start() {
-  if command -v sinfo >/dev/null 2>&1 && cluster_ready && [ "$(id -u)" != 0 ]; then
-    say "cluster up (node $(node_name) $(node_state)); not root, so its configuration is left as it is"
-    return 0
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sinfo >/dev/null 2>&1 && cluster_ready; then
+      say "cluster up (node $(node_name) $(node_state)); not root, so its configuration is left as it is"
+      return 0
+    fi
+    fail 3 "not root (uid $(id -u)): installing and starting munged, slurmctld and slurmd needs root"
   fi
-  [ "$(id -u)" = 0 ] || fail 3 "not root (uid $(id -u)): installing and starting munged, slurmctld and slurmd needs root"
   if ! command -v slurmctld >/dev/null 2>&1 || ! command -v slurmd >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1 \
      || ! command -v sinfo >/dev/null 2>&1; then
     install_packages
