@@ -56,3 +56,25 @@ def resnet18_state() -> dict:
 
     torch.manual_seed(0)
     return build_resnet("resnet18").state_dict()
+
+
+_SLURM: dict = {}
+
+
+def pytest_runtest_setup(item):
+    """Tests marked `slurm` need a real cluster (scripts/slurm_local.sh starts one). Without one they skip with
+    the reason, unless VICREG_BENCH_REQUIRE_SLURM=1 (set by .ci/run once the cluster is up), where they fail."""
+    if item.get_closest_marker("slurm") is None:
+        return
+    import os
+
+    from vicreg_bench.launch import cluster_problem
+
+    if "problem" not in _SLURM:  # asked once per session: sinfo takes ~10 s to give up on a stopped controller
+        _SLURM["problem"] = cluster_problem()
+    problem = _SLURM["problem"]
+    if problem is None:
+        return
+    if os.environ.get("VICREG_BENCH_REQUIRE_SLURM") == "1":
+        pytest.fail(f"{problem}, and VICREG_BENCH_REQUIRE_SLURM=1 requires the SLURM tests to run")
+    pytest.skip(problem)

@@ -4,7 +4,7 @@
     torchrun --nproc_per_node 8 -m trainers.vicreg.train --data DIR ...
     torchrun --nnodes 4 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \
         -m trainers.vicreg.train --data DIR ...
-    vicreg-train --slurm --nodes 4 --gpus-per-node 8 --data DIR ...   (needs `pip install submitit`)
+    vicreg-train --launcher slurm --nodes 4 --gpus-per-node 8 --partition P --data DIR ...
 
 `--batch-size` is the global batch (split over processes), as in the official code. See
 docs/training.md for the defaults' sources, the outputs and the log format.
@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from vicreg_bench.distributed import cleanup
 from vicreg_bench.errors import UserError
+from vicreg_bench.launch import ignore_requeue_signal
 
 from .augment import AUGMENTATIONS, TwoViewTransform
 from .checkpoint import load_checkpoint, load_official_model_state, restore_rng_state, save_checkpoint
@@ -39,6 +40,8 @@ from .loss import VARIANCE_FORMS
 from .model import VICReg
 from .optim import LARS, exclude_bias_and_norm, learning_rate
 from .runlog import RunLog
+from .slurm import add_arguments as add_slurm_arguments
+from .slurm import submit_training
 from .step import LOSS_TERMS, PRECISIONS, LossConfig, TrainStep, make_grad_scaler, resolve_precision
 
 EXIT_DIVERGED = 3
@@ -55,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vicreg-train",
         description="Pretrain a ResNet with VICReg (Bardes, Ponce, LeCun, ICLR 2022), equal to the official "
         "facebookresearch/vicreg main_vicreg.py by default. Same command for one CPU process, torchrun on one "
-        "or several machines, or SLURM (--slurm).",
+        "or several machines, or SLURM (--launcher slurm).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("data")
@@ -110,17 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only write the randomly initialised backbone a run with this --arch, --mlp and --seed starts "
                    "from, as a torchvision file (a random-init baseline), then exit; needs no --data")
     g.add_argument("--dist-url", default="env://", help="process-group init method (torchrun sets the env:// variables)")
-    g = p.add_argument_group("SLURM (through submitit)")
-    g.add_argument("--slurm", action="store_true", help="submit this training as a SLURM job instead of running it here")
-    g.add_argument("--nodes", type=int, default=1)
-    g.add_argument("--gpus-per-node", type=int, default=8)
-    g.add_argument("--cpus-per-task", type=int, default=10)
-    g.add_argument("--mem-gb", type=int, default=0, help="memory per node in GB (0: the cluster's default)")
-    g.add_argument("--timeout-min", type=int, default=4320, help="job time limit; the job requeues itself and resumes")
-    g.add_argument("--partition", default=None)
-    g.add_argument("--slurm-account", default=None)
-    g.add_argument("--slurm-constraint", default=None)
-    g.add_argument("--job-name", default="vicreg")
+    add_slurm_arguments(p)
     g = p.add_argument_group("debugging")
     g.add_argument("--stop-after-steps", type=int, default=0,
                    help="exit after N optimiser steps without saving, as if killed (tests resume)")
@@ -212,6 +205,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,
             prefetch_factor=4 if workers > 0 else None,
+            worker_init_fn=ignore_requeue_signal,  # in a SLURM job, only the training process requeues
         )
 
         model = VICReg(args.arch, args.mlp, proj_bn=not args.no_proj_bn, standardize=args.standardize, predictor=args.predictor)
@@ -409,6 +403,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         cleanup()
 
 
+def train_from_argv(argv: list[str]) -> dict[str, Any]:
+    """What a SLURM job of `--launcher slurm` runs: this command line, in the job's process."""
+    return train(build_parser().parse_args(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -419,10 +418,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.data is None:
             parser.error("the following arguments are required: --data")
-        if args.slurm:
-            from .slurm import submit
-
-            return submit(args, list(sys.argv[1:] if argv is None else argv))
+        if args.launcher == "slurm":
+            return submit_training(args, list(sys.argv[1:] if argv is None else argv), run=train_from_argv)
         train(args)
         return 0
     except UserError as exc:
