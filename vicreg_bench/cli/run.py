@@ -22,6 +22,10 @@ Scaling a protocol down (small data, CPU): --epochs, --batch-size, --image-size/
 such change is recorded in the task's protocol params, so its protocol hash differs from the paper's
 and `compare` never mistakes it for a paper-protocol number.
 
+A SLURM cluster: --launcher slurm submits one job per task (resources from the task's registration,
+--slurm-* on top), waits and prints each job's state (--no-wait returns; `vicreg-bench status OUT`);
+preempted or timed-out jobs requeue and resume; the same command again submits only what is not done.
+
 Several GPUs (or CPU processes): torchrun --nproc_per_node N -m vicreg_bench.cli run ... ;
 extraction and training are split between the processes and only rank 0 writes the results.
 """
@@ -94,6 +98,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="any task option, repeatable, e.g. knn_temperature=0.1 det_input_scale=0.1 "
                         "svm_costs=[0.1,1], or TASK.det_max_iter=200 for one detection task; a misspelt key or a value of the wrong type "
                         "is an error; --list-options shows every option")
+    c = p.add_argument_group(
+        "SLURM (--launcher slurm: one job per task; resources from the task's registration, these flags on top)")
+    c.add_argument("--launcher", default="local", choices=("local", "slurm"),
+                   help="local (default): the tasks run in this process (or under torchrun); slurm: one SLURM job "
+                        "per task not done yet, through submitit; job logs in OUT/slurm/")
+    c.add_argument("--no-wait", action="store_true",
+                   help="slurm: return once the jobs are submitted (`vicreg-bench status OUT` follows them); "
+                        "default: wait, printing each job's state changes")
+    c.add_argument("--slurm-partition", default=None, help="partition (default: the cluster's)")
+    c.add_argument("--slurm-account", default=None, help="account to charge")
+    c.add_argument("--slurm-gpus-per-node", type=int, default=None,
+                   help="GPUs per node, one process each (default: the task's, up to 8; 0 for CPU jobs)")
+    c.add_argument("--slurm-nodes", type=int, default=None, help="nodes per job (default: from the task's GPUs)")
+    c.add_argument("--slurm-cpus-per-task", type=int, default=None,
+                   help="CPUs per process (default: the task's CPUs / processes)")
+    c.add_argument("--slurm-mem-gb", type=float, default=None, help="memory per node in GB (default: the task's)")
+    c.add_argument("--slurm-timeout-min", type=int, default=None,
+                   help="time limit in minutes (default: the task's hours); a job that reaches it requeues and resumes")
+    c.add_argument("--slurm-constraint", default=None, help="node constraint, e.g. volta32gb")
+    c.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option without its '--', repeatable, e.g. qos=high")
     e = p.add_argument_group("data, device and extraction")
     add_extraction_arguments(e)
     e.add_argument("--extract-batch-size", type=int, default=None,
@@ -194,6 +219,18 @@ def main(args: argparse.Namespace) -> int:
                                           workers=args.workers, on_bad_image=args.on_bad_image),
         extract_batch_size=args.extract_batch_size, shard_size=args.shard_size, force=args.force,
         skip_missing=args.skip_missing) for ckpt, label, out in targets]
+    if args.launcher == "slurm":
+        from vicreg_bench.launch import parse_extra
+        from vicreg_bench.runner.slurm import SlurmOptions, launch
+
+        opts = SlurmOptions(partition=args.slurm_partition, account=args.slurm_account,
+                            gpus_per_node=args.slurm_gpus_per_node, nodes=args.slurm_nodes,
+                            cpus_per_task=args.slurm_cpus_per_task, mem_gb=args.slurm_mem_gb,
+                            timeout_min=args.slurm_timeout_min, constraint=args.slurm_constraint,
+                            extra=parse_extra(args.slurm_extra))
+        return launch(configs, opts, wait=not args.no_wait)
+    if args.no_wait:
+        raise UserError("--no-wait applies to --launcher slurm")
     if len(configs) == 1:
         return run_suite(configs[0])
     return run_many(configs)

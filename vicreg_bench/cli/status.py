@@ -18,5 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    print(render([run_state(folder) for folder in run_folders(args.out)]))
+    from vicreg_bench.launch import job_states
+
+    print(render([run_state(folder, job_states) for folder in run_folders(args.out)]))
     return 0
