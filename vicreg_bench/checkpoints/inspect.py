@@ -1,21 +1,17 @@
-"""Show what a checkpoint holds: container, layout, method, architecture, parameters, sha256, and
-which keys were kept as the backbone and which were dropped (grouped by prefix, with counts).
-
-  vicreg-bench inspect PATH [--json] [--method NAME] [--key K]
+"""What a checkpoint holds, as text or as a dict: container, layout, method, architecture, parameters,
+sha256, and which keys were kept as the backbone and which were dropped (grouped by prefix, with counts).
+`vicreg-bench inspect` (`vicreg_bench.cli.inspect`) prints it.
 
 Nothing in the file is executed. Recognised layouts (`format`):
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import OrderedDict
 from typing import Any, Mapping
 
 from vicreg_bench.checkpoints.arch import is_parameter_name
-from vicreg_bench.checkpoints.info import CONTAINERS, FORMATS, METHODS, BackboneInfo
-from vicreg_bench.checkpoints.load import load_backbone
+from vicreg_bench.checkpoints.info import CONTAINERS, FORMATS, BackboneInfo
 from vicreg_bench.models import feature_dim, is_vit
 
 __doc__ = (__doc__ or "") + "\n".join(f"  {name:<20} {text}" for name, text in FORMATS.items()) + "\n"
@@ -101,22 +97,3 @@ def inspect_dict(state_dict: Mapping[str, Any], info: BackboneInfo) -> dict[str,
     d["kept_groups"] = kept_groups(state_dict)
     d["dropped_groups"] = dropped_groups(info.dropped_keys, info.source)
     return d
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="PATH", help="checkpoint file (.pth, .pth.tar, .torch, .ckpt, .pkl, .safetensors)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--method", metavar="NAME", default=None, help=f"method, when the layout does not say ({', '.join(METHODS)})")
-    parser.add_argument("--key", metavar="K", default=None,
-                        help="branch: teacher|student (DINO, iBOT), encoder_q|encoder_k (MoCo), base_encoder|momentum_encoder "
-                             "(MoCo v3), backbone|momentum_backbone (Lightning)")
-
-
-def main(args: argparse.Namespace) -> int:
-    state_dict, info = load_backbone(args.path, method=args.method, key=args.key)
-    if args.json:
-        print(json.dumps(inspect_dict(state_dict, info), indent=2))
-    else:
-        print(render(state_dict, info))
-    return 0
-
