@@ -145,3 +145,18 @@ def test_the_planned_protocol_is_the_one_recorded(tmp_path, monkeypatch):
 
 def test_cpu_warning_is_one_line():
     assert "\n" not in d2_runner.CPU_WARNING and d2_runner.CPU_WARNING.startswith("warning:")
+
+
+def test_a_training_with_other_settings_is_not_resumed(tmp_path):
+    """OUTPUT_DIR/last_checkpoint was resumed whatever it came from: a rerun in the same --out with another
+    schedule or checkpoint continued the old training."""
+    from vicreg_bench.detection.d2_runner import resume_or_clear
+
+    out = tmp_path / "d2_output"
+    assert resume_or_clear(out, "a", log=lambda _: None) is False  # fresh
+    (out / "last_checkpoint").write_text("model_0000003.pth")
+    (out / "model_0000003.pth").write_bytes(b"x")
+    assert resume_or_clear(out, "a", log=lambda _: None) is True  # same settings: resume
+    said = []
+    assert resume_or_clear(out, "b", log=said.append) is False  # other settings: cleared, not resumed
+    assert not (out / "last_checkpoint").exists() and not (out / "model_0000003.pth").exists() and "afresh" in said[0]

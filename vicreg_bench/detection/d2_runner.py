@@ -12,8 +12,10 @@ warmup and checkpoint period x 16/B) unless `det_ims_per_batch` says otherwise. 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -217,6 +219,24 @@ def read_iteration_times(output_dir: Path) -> dict:
     }
 
 
+PLAN_NAME = "vicreg_bench_plan.json"
+
+
+def resume_or_clear(output_dir: Path, fingerprint: str, log: Callable[[str], None] = print) -> bool:
+    """Whether detectron2 should resume from OUTPUT_DIR/last_checkpoint: only when that training had the same
+    fingerprint (config, overrides, checkpoint, processes). A different one (other schedule, other --ckpt in the
+    same --out) is removed rather than resumed from, as the torchvision engine ignores a foreign checkpoint."""
+    plan = output_dir / PLAN_NAME
+    same = plan.is_file() and json.loads(plan.read_text()).get("fingerprint") == fingerprint
+    resume = same and (output_dir / "last_checkpoint").is_file()
+    if output_dir.exists() and not same:
+        log(f"detectron2: {output_dir} holds a training with other settings; starting afresh")
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plan.write_text(json.dumps({"fingerprint": fingerprint}))
+    return resume
+
+
 def run_detectron2(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, log: Callable[[str], None] = print) -> TaskOutput:
     t0 = time.perf_counter()
     require_detectron2()
@@ -237,13 +257,23 @@ def run_detectron2(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, lo
     weights = work / "backbone_detectron2.pkl"
     save_detectron2_pkl(ctx.state_dict, weights, force=True)
     output_dir = work / "d2_output"
-    resume = (output_dir / "last_checkpoint").is_file()
     arch = ctx.ckpt_info.arch
-    cmd, notes = build_command(
-        protocol, opts, arch=arch, normalize_input=bool(getattr(ctx.ckpt_info, "normalize_input", True)),
-        weights=weights, output_dir=output_dir, data_root=Path(ctx.data_root), num_gpus=num_gpus, seed=ctx.seed, resume=resume,
-        device=launch_plan.device, num_classes=len(test.classes),
-    )
+
+    def command(resume: bool) -> tuple[list[str], list[str]]:
+        return build_command(
+            protocol, opts, arch=arch, normalize_input=bool(getattr(ctx.ckpt_info, "normalize_input", True)),
+            weights=weights, output_dir=output_dir, data_root=Path(ctx.data_root), num_gpus=num_gpus, seed=ctx.seed,
+            resume=resume, device=launch_plan.device, num_classes=len(test.classes),
+        )
+
+    plain, _ = command(False)
+    fingerprint = hashlib.sha256(json.dumps({
+        "config": protocol.config_file, "overrides": plain[plain.index("--data-root") + 2 :], "num_gpus": num_gpus,
+        "num_machines": opts.num_machines, "ckpt": getattr(ctx.ckpt_info, "sha256", "") or "",
+        "weights": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }, sort_keys=True).encode()).hexdigest()
+    resume = resume_or_clear(output_dir, fingerprint, log)
+    cmd, notes = command(resume)
     log("detectron2: " + " ".join(cmd))
     env = dict(os.environ, DETECTRON2_DATASETS=str(Path(ctx.data_root).resolve()))
     with open(work / "d2_log.txt", "a") as logf:
