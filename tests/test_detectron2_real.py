@@ -184,6 +184,10 @@ def test_voc07_det_runs_on_the_cpu_with_a_four_iteration_schedule(synthetic_root
     assert entry["status"] == "ok", entry.get("reason")
     assert entry["engine"] == "detectron2" and set(entry["metrics"]) == {"AP", "AP50", "AP75"}
     assert entry["protocol"]["params"]["schedule"]["steps"] == [3]
+    # the deviations listed are all those the params count (RoIs, proposals and detections per image were missing)
+    notes = entry["extra"]["deviations_from_protocol"]
+    assert any("16 RoIs per training image" in n for n in notes) and any("10 detections" in n for n in notes)
+    assert entry["extra"]["paper_protocol"] is entry["protocol"]["params"]["paper_protocol"] is False
     launch = entry["extra"]["launch"]
     assert launch["device"] == "cpu" and launch["num_gpus"] == 1
 

@@ -8,6 +8,7 @@ writes is mapped to our metric names (VOC: AP, AP50, AP75; COCO: bbox_* and segm
 Fewer GPUs than the protocol's 8: the protocol puts 2 images on each of 8 GPUs (batch 16). With N GPUs we keep
 2 images per GPU (batch 2N, at most 16) and apply the linear-scaling rule (lr x B/16; iterations, steps,
 warmup and checkpoint period x 16/B) unless `det_ims_per_batch` says otherwise. The JSON records what ran.
+Without a CUDA GPU in use it runs on the CPU (MODEL.DEVICE cpu, one process): slow, for checks and tests.
 """
 
 from __future__ import annotations
@@ -94,11 +95,10 @@ def resolve_launch(ctx: TaskContext, opts: DetOptions) -> Launch:
         )
     visible = torch.cuda.device_count() if str(ctx.device).startswith("cuda") else 0
     if visible == 0:
-        if (opts.num_gpus or 1) > 1 or opts.num_machines > 1:
-            raise UserError(
-                f"det_num_gpus {opts.num_gpus} / det_num_machines {opts.num_machines}: the detectron2 engine on the CPU "
-                "runs one process (detectron2's launch binds each process to a GPU); leave them unset"
-            )
+        asked = [f"{k} {v}" for k, v in (("det_num_gpus", opts.num_gpus or 1), ("det_num_machines", opts.num_machines)) if v > 1]
+        if asked:
+            raise UserError(f"{', '.join(asked)}: the detectron2 engine on the CPU runs one process "
+                            "(detectron2's launch binds each process to a GPU); leave them unset")
         device, num_gpus = "cpu", 1
     else:
         device, num_gpus = "cuda", opts.num_gpus or visible
@@ -285,8 +285,10 @@ def run_detectron2(protocol: DetProtocol, ctx: TaskContext, opts: DetOptions, lo
         raise RuntimeError(f"{results_path}: detectron2 wrote no results (machine rank {opts.machine_rank}; machine 0 reports)")
     results = json.loads(results_path.read_text())["results"]
     metrics = parse_results(protocol.task, results)
-    name, params, _ = protocol_record(protocol, opts, arch, num_gpus * opts.num_machines)
-    # params = exactly the plan `run` hashes before running (so a finished task is skipped next time)
+    name, params, record_notes = protocol_record(protocol, opts, arch, num_gpus * opts.num_machines)
+    # params = exactly the plan `run` hashes before running (so a finished task is skipped next time); every
+    # deviation it counts (RoIs, proposals, detections per image) is listed too, so extra and params agree
+    notes += [n for n in record_notes if n not in notes]
     launch = {"device": launch_plan.device, "num_gpus": num_gpus, "num_machines": opts.num_machines,
               "config_file": protocol.config_file, "d2_opts": cmd[cmd.index("--data-root") + 2 :]}
     sched = params["schedule"]
