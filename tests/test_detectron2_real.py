@@ -109,15 +109,21 @@ def test_converted_resnet50_loads_with_every_backbone_tensor(models, tmp_path, l
     torch.testing.assert_close(state[res5], source["layer4.2.bn3.running_var"], rtol=0, atol=0)
 
 
-def test_resnet18_loads_into_the_fpn_config(tmp_path):
+@pytest.mark.parametrize("arch, config", [("resnet18", COCO_CONFIG), ("resnet50x2", VOC_CONFIG), ("resnet50x2", COCO_CONFIG)])
+def test_other_trunks_load_with_the_runners_overrides(tmp_path, arch, config):
+    """resnet18/34 on FPN (RES2_OUT_CHANNELS 64) and the doubled-width resnet50x2 on both heads."""
     from vicreg_bench.checkpoints.convert import save_detectron2_pkl
+    from vicreg_bench.detection.d2_runner import D2_ARCHS
 
-    pkl = save_detectron2_pkl(trunk("resnet18"), tmp_path / "r18.pkl")
-    model = _model(COCO_CONFIG, "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64")
+    pkl = save_detectron2_pkl(trunk(arch), tmp_path / f"{arch}.pkl")
+    model = _model(config, *[x for kv in D2_ARCHS[arch].items() for x in kv])
     incompatible = _load(model, pkl)
+    assert not incompatible.incorrect_shapes
     assert not [k for k in incompatible.missing_keys if not k.startswith(FROM_SCRATCH)]
-    torch.testing.assert_close(model.state_dict()["backbone.bottom_up.res5.1.conv2.weight"],
-                               trunk("resnet18")["layer4.1.conv2.weight"], rtol=0, atol=0)
+    state = model.state_dict()
+    last = "res5.1.conv2.weight" if arch == "resnet18" else "res5.2.conv3.weight"
+    place = next(k for k in state if k.endswith("." + last))
+    torch.testing.assert_close(state[place], trunk(arch)["layer4." + last[len("res5."):]], rtol=0, atol=0)
 
 
 def test_shortened_schedules_pass_detectron2s_solver():
