@@ -53,6 +53,19 @@ if (expected is not None and v != [0, expected]) or not ops_ok:
 print(f"build_detectron2.sh: torch {torch.__version__}, torchvision {torchvision.__version__}")
 EOF
 
+# CUDA kernels need nvcc, a CUDA build of torch, and the GPU architectures to compile for: from a visible GPU,
+# or TORCH_CUDA_ARCH_LIST (e.g. "8.0;9.0" in a GPU-less Docker build). Else the CPU-only build.
+CUDA_ARCHS="$("$PY" -c 'import torch; print(torch.cuda.is_available() or "")')${TORCH_CUDA_ARCH_LIST:-}"
+if [ -z "${FORCE_CUDA:-}" ]; then
+    if command -v nvcc >/dev/null && "$PY" -c 'import sys, torch; sys.exit(torch.version.cuda is None)' && [ -n "$CUDA_ARCHS" ]; then
+        FORCE_CUDA=1
+    else
+        FORCE_CUDA=0
+    fi
+fi
+[ "$FORCE_CUDA" != 1 ] || [ -n "$CUDA_ARCHS" ] \
+    || die "FORCE_CUDA=1 but no GPU is visible and TORCH_CUDA_ARCH_LIST is unset: set it to the architectures to build (e.g. '8.0;9.0'), or FORCE_CUDA=0"
+
 # runtime dependencies (detectron2's install_requires; installed by hand because of --no-deps)
 say "installing runtime dependencies"
 "$PY" -m pip install -q Pillow matplotlib 'pycocotools>=2.0.2' termcolor yacs tabulate cloudpickle tqdm tensorboard \
@@ -80,18 +93,6 @@ if [ "$FORCE" != "--force" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT"
     exit 0
 fi
 
-# CUDA kernels need nvcc, a CUDA build of torch, and the GPU architectures to compile for: from a visible GPU,
-# or TORCH_CUDA_ARCH_LIST (e.g. "8.0;9.0" in a GPU-less Docker build). Else the CPU-only build.
-CUDA_ARCHS="$("$PY" -c 'import torch; print(torch.cuda.is_available() or "")')${TORCH_CUDA_ARCH_LIST:-}"
-if [ -z "${FORCE_CUDA:-}" ]; then
-    if command -v nvcc >/dev/null && "$PY" -c 'import sys, torch; sys.exit(torch.version.cuda is None)' && [ -n "$CUDA_ARCHS" ]; then
-        FORCE_CUDA=1
-    else
-        FORCE_CUDA=0
-    fi
-fi
-[ "$FORCE_CUDA" != 1 ] || [ -n "$CUDA_ARCHS" ] \
-    || die "FORCE_CUDA=1 but no GPU is visible and TORCH_CUDA_ARCH_LIST is unset: set it to the architectures to build (e.g. '8.0;9.0'), or FORCE_CUDA=0"
 export FORCE_CUDA MAX_JOBS="${MAX_JOBS:-2}"
 say "building $SRC (FORCE_CUDA=$FORCE_CUDA MAX_JOBS=$MAX_JOBS); 3-10 minutes on 2 cores"
 start=$(date +%s)

@@ -23,7 +23,9 @@ def _venv(root: Path, torch_version: str, tv_version: str, nms_works: bool = Tru
     """A VIRTUAL_ENV whose bin/python sees stand-in torch and torchvision modules."""
     site = root / "site"
     (site / "torch").mkdir(parents=True)
-    (site / "torch" / "__init__.py").write_text(f"__version__ = {torch_version!r}\ndef tensor(x): return x\n")
+    (site / "torch" / "__init__.py").write_text(
+        f"__version__ = {torch_version!r}\ndef tensor(x): return x\n"
+        "class cuda:\n    is_available = staticmethod(lambda: False)\nclass version:\n    cuda = '13.0'\n")
     (site / "torchvision" / "ops").mkdir(parents=True)
     (site / "torchvision" / "__init__.py").write_text(f"__version__ = {tv_version!r}\n")
     body = "pass" if nms_works else "raise RuntimeError('operator torchvision::nms does not exist')"
@@ -35,8 +37,9 @@ def _venv(root: Path, torch_version: str, tv_version: str, nms_works: bool = Tru
     return root
 
 
-def _run(*args: str, venv: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+def _run(*args: str, venv: Path | None = None, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "FORCE_CUDA", "TORCH_CUDA_ARCH_LIST")}
+    env.update(extra_env)
     if venv is not None:
         env["VIRTUAL_ENV"] = str(venv)
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
@@ -68,3 +71,13 @@ def test_a_mismatched_torch_and_torchvision_are_refused(tmp_path, versions, nms_
     r = _run(str(_source_tree(tmp_path / "src")), venv=venv)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "installing" not in r.stdout  # refused before pip ran
+
+
+def test_a_cuda_build_without_architectures_is_refused(tmp_path):
+    """With nvcc on the machine but no GPU, the build picked CUDA and died in torch's arch-list code
+    (IndexError in _get_cuda_arch_flags): now the CPU build is the default there, and FORCE_CUDA=1 without
+    TORCH_CUDA_ARCH_LIST is refused before anything is installed."""
+    venv = _venv(tmp_path / "venv", "2.14.1", "0.29.1")
+    r = _run(str(_source_tree(tmp_path / "src")), venv=venv, FORCE_CUDA="1")
+    assert r.returncode == 2 and "TORCH_CUDA_ARCH_LIST is unset" in r.stderr, r.stderr
+    assert "installing" not in r.stdout
