@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast venv clean
+.PHONY: demo test test-fast test-detectron2 venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# The tests marked `detectron2` against a real detectron2, built into $(VENV) from DETECTRON2_SRC when missing
+# (a clone of https://github.com/facebookresearch/detectron2; scripts/build_detectron2.sh, a few minutes).
+test-detectron2: $(STAMP)
+	@$(PY) -c "import detectron2._C" 2>/dev/null || { \
+	  test -n "$(DETECTRON2_SRC)" || { echo "make test-detectron2: detectron2 is not installed in $(VENV); set DETECTRON2_SRC to a detectron2 source tree (git clone https://github.com/facebookresearch/detectron2) to build it" >&2; exit 2; }; \
+	  VIRTUAL_ENV="$(abspath $(VENV))" scripts/build_detectron2.sh "$(DETECTRON2_SRC)"; }
+	$(PY) -m pytest -q -m detectron2
 
 clean:
 	rm -rf demo_out .pytest_cache build *.egg-info

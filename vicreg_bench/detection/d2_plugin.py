@@ -15,9 +15,10 @@ HEAD_NAME = "Res5ROIHeadsExtraNorm"
 # the detectron2 commit whose config keys the configs in configs/detectron2 were checked against
 DETECTRON2_COMMIT = "2dde706855d87baa9760fbcd0bdb6004a3937204"
 INSTALL_HINT = (
-    "detectron2 is not installed; it is not on PyPI and must be built against your torch: "
-    f"pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git@{DETECTRON2_COMMIT}' "
-    "(nvcc must match torch.version.cuda), or use the Docker image built from docker/Dockerfile; "
+    "detectron2 is not installed; it is not on PyPI and must be built from its source against your torch: "
+    "from a vicreg-bench checkout, scripts/build_detectron2.sh SRC (SRC: a clone of "
+    "https://github.com/facebookresearch/detectron2; it runs pip install --no-build-isolation --no-deps and "
+    "installs the runtime dependencies; docs/detection.md), or use the Docker image built from docker/Dockerfile; "
     "or run the embedded engine with --det-engine torchvision"
 )
 

@@ -66,14 +66,19 @@ def linear_scaled(schedule: Schedule, ims_per_batch: int) -> Schedule:
 
 def shortened(schedule: Schedule, max_iter: int) -> Schedule:
     """The same schedule compressed to `max_iter` iterations (steps and warmup keep their share of the run).
-    For quick checks only: such a run is not the protocol, and its results say so."""
+    For quick checks only: such a run is not the protocol, and its results say so.
+
+    A step that rounds to `max_iter` or beyond would never apply, and detectron2's solver (fvcore's
+    MultiStepParamScheduler) refuses it ("Milestone must be smaller than total number of updates"), as it
+    refuses a step equal to an earlier one: those are dropped, so very short runs have fewer steps."""
     if max_iter <= 0:
         raise ValueError(f"iterations must be positive, got {max_iter}")
     r = max_iter / schedule.max_iter
+    steps = sorted({max(1, int(round(s * r))) for s in schedule.steps})
     return replace(
         schedule,
         max_iter=max_iter,
-        steps=tuple(max(1, int(round(s * r))) for s in schedule.steps),
+        steps=tuple(s for s in steps if s < max_iter),
         warmup_iters=min(int(round(schedule.warmup_iters * r)), max_iter),
     )
 

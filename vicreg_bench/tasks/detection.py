@@ -87,9 +87,18 @@ def run_detection(protocol: DetProtocol, ctx: TaskContext) -> TaskOutput:
 
 
 def planned_protocol(protocol: DetProtocol, ctx: TaskContext) -> tuple[str, dict]:
-    """The protocol name and params the task would record, without running anything."""
+    """The protocol name and params the task would record, without running anything: with the detectron2
+    engine, the batch and process count its launch will use (2 images per GPU, one process on the CPU), and
+    a trunk or launch it cannot run refused now, before any compute."""
     require_resnet(ctx)
-    name, params, _ = protocol_record(protocol, ctx.options, ctx.ckpt_info.arch, ctx.world_size)
+    opts, processes = ctx.options, ctx.world_size
+    if opts.engine == "detectron2":
+        from vicreg_bench.detection.d2_runner import arch_overrides, resolve_launch
+
+        arch_overrides(protocol, ctx.ckpt_info.arch)
+        launch = resolve_launch(ctx, opts)
+        opts, processes = launch.opts, launch.num_gpus * launch.opts.num_machines
+    name, params, _ = protocol_record(protocol, opts, ctx.ckpt_info.arch, processes)
     return name, params
 
 
