@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/vicreg-bench demo --out demo_out
 
 test: $(STAMP)
+	$(PY) tools/house_check.py
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
