@@ -59,8 +59,10 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, force: bool = True) 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, *, force: bool = True) -> None:
     import torch
 
-    with atomic_path(path, force=force) as tmp:
-        torch.save(obj, tmp)
+    # through a file object: torch.save names the zip's folder after a path it is given (here the random
+    # temporary name), so the same tensors would give a different file, and sha256, at every save
+    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
