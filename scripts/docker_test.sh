@@ -57,8 +57,8 @@ if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   [ "$BASE_IMAGE" = vicreg-bench-base:bookworm ] || die "base image $BASE_IMAGE not found locally (docker pull it, or unset BASE_IMAGE to debootstrap one)"
   command -v debootstrap >/dev/null || die "base image $BASE_IMAGE missing and no debootstrap to make it (apt-get install debootstrap)"
   if [ -z "${DEBIAN_MIRROR:-}" ]; then
-    DEBIAN_MIRROR=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-      | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ')
+    DEBIAN_MIRROR=$( (cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true) \
+      | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ' || true)
     [ -n "$DEBIAN_MIRROR" ] || die "no Debian mirror found in /etc/apt/sources.list*: set DEBIAN_MIRROR"
   fi
   say "debootstrap bookworm from $DEBIAN_MIRROR -> $BASE_IMAGE"
