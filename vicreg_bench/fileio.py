@@ -56,13 +56,18 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, force: bool = True) 
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", force=force)
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike, *, force: bool = True) -> None:
+def torch_save_file(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save through a file object: given a path, torch names the zip's folder after it (for an atomic
+    write, the random temporary name), so the same tensors would give a different file and sha256."""
     import torch
 
-    # through a file object: torch.save names the zip's folder after a path it is given (here the random
-    # temporary name), so the same tensors would give a different file, and sha256, at every save
-    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as f:
+    with open(path, "wb") as f:
         torch.save(obj, f)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, force: bool = True) -> None:
+    with atomic_path(path, force=force) as tmp:
+        torch_save_file(obj, tmp)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -35,7 +35,7 @@ from vicreg_bench.checkpoints.info import METHODS, BackboneInfo
 from vicreg_bench.checkpoints.load import load_backbone
 from vicreg_bench.checkpoints.names import VISSL_PREFIX, detectron2_to_torchvision_name, torchvision_to_detectron2_name
 from vicreg_bench.errors import UserError
-from vicreg_bench.fileio import atomic_path, sha256_file
+from vicreg_bench.fileio import atomic_path, sha256_file, torch_save_file
 
 TARGETS = ("torchvision", "vissl", "detectron2")
 DETECTRON2_AUTHOR = "vicreg-bench"
@@ -170,7 +170,7 @@ def save_vissl(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, for
     out = _check_out(out_path, force)
     sd, _arch = _validated(state_dict)
     content = vissl_checkpoint(sd, metadata)
-    return _write(out, force, lambda tmp: torch.save(content, tmp))
+    return _write(out, force, lambda tmp: torch_save_file(content, tmp))
 
 
 def _module_metadata(arch: str) -> "OrderedDict[str, Any]":
@@ -201,7 +201,7 @@ def save_torchvision(state_dict: Mapping[str, torch.Tensor], out_path: str | Pat
     table = _module_metadata(arch)
     table[EXPORT_KEY] = meta
     sd._metadata = table  # type: ignore[attr-defined]
-    return _write(out, force, lambda tmp: torch.save(sd, tmp))
+    return _write(out, force, lambda tmp: torch_save_file(sd, tmp))
 
 
 def export_metadata(info: BackboneInfo) -> dict[str, Any]:
