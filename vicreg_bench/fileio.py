@@ -56,15 +56,18 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, force: bool = True) 
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", force=force)
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike, *, force: bool = True) -> None:
-    """torch.save through a file handle: the zip's inner folder is then always `archive/` (given a path,
-    torch names it after the temporary file), so the same object gives the same bytes and the same sha256,
-    which keys the feature cache."""
+def torch_save_file(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save through a file object: given a path, torch names the zip's folder after it (for an atomic
+    write, the random temporary name), so the same tensors would give a different file and sha256."""
     import torch
 
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, force: bool = True) -> None:
     with atomic_path(path, force=force) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
+        torch_save_file(obj, tmp)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -39,7 +39,7 @@ from vicreg_bench.checkpoints.load import load_backbone
 from vicreg_bench.checkpoints.names import VISSL_PREFIX, detectron2_to_torchvision_name, torchvision_to_detectron2_name
 from vicreg_bench.checkpoints.vit_arch import infer_vit_arch
 from vicreg_bench.errors import UserError
-from vicreg_bench.fileio import atomic_path, sha256_file
+from vicreg_bench.fileio import atomic_path, sha256_file, torch_save_file
 from vicreg_bench.models import build_backbone, is_vit
 
 TARGETS = ("torchvision", "vissl", "detectron2", "timm")
@@ -175,7 +175,7 @@ def save_vissl(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, for
     out = _check_out(out_path, force)
     sd, _arch = _validated(state_dict)
     content = vissl_checkpoint(sd, metadata)
-    return _write(out, force, lambda tmp: torch.save(content, tmp))
+    return _write(out, force, lambda tmp: torch_save_file(content, tmp))
 
 
 def _module_metadata(arch: str) -> "OrderedDict[str, Any]":
@@ -198,7 +198,7 @@ def _save_state_dict(sd: "OrderedDict[str, torch.Tensor]", arch: str, out: Path,
     table = _module_metadata(arch)
     table[EXPORT_KEY] = meta
     sd._metadata = table  # type: ignore[attr-defined]
-    return _write(out, force, lambda tmp: torch.save(sd, tmp))
+    return _write(out, force, lambda tmp: torch_save_file(sd, tmp))
 
 
 def save_torchvision(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, force: bool = False,

@@ -13,7 +13,7 @@ from vicreg_bench.errors import UserError
 
 HEAD_NAME = "Res5ROIHeadsExtraNorm"
 # the detectron2 commit whose config keys the configs in configs/detectron2 were checked against
-DETECTRON2_COMMIT = "2dde706855d87baa9760fbcd0bdb6004a3937204"
+DETECTRON2_COMMIT = "02b5c4e295e990042a714712c21dc79b731e8833"
 INSTALL_HINT = (
     "detectron2 is not installed; it is not on PyPI and must be built from its source against your torch: "
     "from a vicreg-bench checkout, scripts/build_detectron2.sh SRC (SRC: a clone of "
