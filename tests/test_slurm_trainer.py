@@ -21,12 +21,12 @@ from vicreg_bench.launch import CheckpointableCall, job_states, watch
 # The tests marked slurm take 30-50 s each: one or two tiny training jobs on the 2-CPU node.
 SLURM = ["--launcher", "slurm", "--partition", "debug", "--gpus-per-node", "0", "--cpus-per-task", "1",
          "--timeout-min", "10", "--job-name", "vb-train-test"]
-STEPS = 6  # 60 images / batch 20 = 3 steps per epoch, 2 epochs
+STEPS = 30  # 60 images / batch 4 = 15 steps per epoch, 2 epochs: ~5 s, so a cancel or signal lands mid-run
 
 
 def train_args(data: Path, exp: Path, *extra: str) -> list[str]:
     return ["--data", str(data), "--exp-dir", str(exp), "--arch", "resnet18", "--mlp", "32-32", "--image-size", "16",
-            "--batch-size", "20", "--epochs", "2", "--warmup-epochs", "1", "--base-lr", "1.0", "--num-workers", "0",
+            "--batch-size", "4", "--epochs", "2", "--warmup-epochs", "1", "--base-lr", "1.0", "--num-workers", "0",
             "--device", "cpu", "--log-every", "1", "--diag-batches", "1", "--checkpoint-every-steps", "1", *SLURM, *extra]
 
 
