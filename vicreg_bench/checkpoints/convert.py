@@ -1,25 +1,11 @@
-"""Convert any supported checkpoint to a torchvision, timm, VISSL or detectron2 file.
+"""Checkpoint conversions to torchvision, timm, VISSL and detectron2 files (the library half of
+`vicreg-bench convert`, whose command line is `vicreg_bench.cli.convert`).
 
-  vicreg-bench convert PATH --to torchvision|vissl|detectron2|timm -o OUT [--method NAME] [--key K] [--force]
-
-- torchvision: the backbone state dict (torchvision names, no fc); `.safetensors` OUT writes
-  safetensors. Both carry vicreg-bench metadata (method, arch, source) that `inspect` shows and that
-  `load_backbone` reads back (so a converted SimCLR file still says: no input normalisation).
-- vissl: {classy_state_dict: {base_model: {model: {trunk: _feature_blocks.*, heads: {}}}}, ...},
-  loadable by VISSL's `config.MODEL.WEIGHTS_INIT.PARAMS_FILE` with STATE_DICT_KEY_NAME classy_state_dict.
-- detectron2: {"model": detectron2 names -> numpy arrays, "__author__", "matching_heuristics": True},
-  a pickle plain `pickle.load(f, encoding="latin1")` reads, as detectron2's checkpointer does.
-- timm: for a ViT, the timm state dict (no head) that `timm.create_model(name, num_classes=0, **overrides)`
-  loads strictly, with the same metadata as the torchvision export; for a ResNet, the torchvision file
-  (timm's ResNets use torchvision's names). VISSL, detectron2 and torchvision targets are ResNet-only.
-
-After a VISSL or detectron2 export the exact evaluation commands are printed. Conversions are
-bit-exact and round-trip. OUT is never overwritten without --force, and is written atomically.
+Conversions are bit-exact and round-trip; OUT is never overwritten without force, and is written atomically.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import pickle
@@ -34,13 +20,12 @@ import torch
 from vicreg_bench import __version__
 from vicreg_bench.checkpoints.arch import complete_and_check, expected_shapes, infer_arch
 from vicreg_bench.checkpoints.formats import EXPORT_KEY, EXPORT_VERSION
-from vicreg_bench.checkpoints.info import METHODS, BackboneInfo
-from vicreg_bench.checkpoints.load import load_backbone
+from vicreg_bench.checkpoints.info import BackboneInfo
 from vicreg_bench.checkpoints.names import VISSL_PREFIX, detectron2_to_torchvision_name, torchvision_to_detectron2_name
 from vicreg_bench.checkpoints.vit_arch import infer_vit_arch
 from vicreg_bench.errors import UserError
-from vicreg_bench.fileio import atomic_path, sha256_file, torch_save_file
-from vicreg_bench.models import build_backbone, is_vit
+from vicreg_bench.fileio import atomic_path, torch_save_file
+from vicreg_bench.models import build_backbone
 
 TARGETS = ("torchvision", "vissl", "detectron2", "timm")
 DETECTRON2_AUTHOR = "vicreg-bench"
@@ -93,7 +78,8 @@ def _validated(state_dict: Mapping[str, torch.Tensor]) -> tuple["OrderedDict[str
     return OrderedDict((k, sd[k]) for k in expected_shapes(arch)), arch
 
 
-def _check_out(out_path: str | Path, force: bool) -> Path:
+def check_out(out_path: str | Path, force: bool) -> Path:
+    """OUT as a Path, refused when it is a folder, or exists and force is off (a file is never overwritten silently)."""
     out = Path(out_path)
     if out.is_dir():
         raise UserError(f"{out}: is a directory; -o expects a file name")
@@ -141,7 +127,7 @@ def detectron2_pickle_bytes(state_dict: Mapping[str, torch.Tensor], metadata: Ma
 def save_detectron2_pkl(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, force: bool = False,
                         *, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a detectron2 `.pkl` (no fc). detectron2 matches the names by suffix, so res5 also seeds the C4 head."""
-    out = _check_out(out_path, force)
+    out = check_out(out_path, force)
     sd, _arch = _validated(state_dict)
     data = detectron2_pickle_bytes(sd, metadata)
     return _write(out, force, lambda tmp: tmp.write_bytes(data))
@@ -172,7 +158,7 @@ def vissl_checkpoint(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[s
 def save_vissl(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, force: bool = False,
                *, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a VISSL checkpoint (`.torch` by VISSL's convention) holding the trunk."""
-    out = _check_out(out_path, force)
+    out = check_out(out_path, force)
     sd, _arch = _validated(state_dict)
     content = vissl_checkpoint(sd, metadata)
     return _write(out, force, lambda tmp: torch_save_file(content, tmp))
@@ -208,7 +194,7 @@ def save_torchvision(state_dict: Mapping[str, torch.Tensor], out_path: str | Pat
     The vicreg-bench metadata rides in the state dict's `_metadata` table (ignored by
     `load_state_dict`) or in the safetensors header, so the file stays a plain state dict.
     """
-    out = _check_out(out_path, force)
+    out = check_out(out_path, force)
     sd, arch = _validated(state_dict)
     return _save_state_dict(sd, arch, out, force, metadata)
 
@@ -220,7 +206,7 @@ def save_timm(state_dict: Mapping[str, torch.Tensor], out_path: str | Path, forc
     (it knows what shapes cannot tell, e.g. MoCo v3's 12 heads), else inferred from the shapes."""
     if "cls_token" not in state_dict:
         return save_torchvision(state_dict, out_path, force, metadata=metadata)
-    out = _check_out(out_path, force)
+    out = check_out(out_path, force)
     sd = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
     try:
         arch = str((metadata or {}).get("arch") or infer_vit_arch(sd))
@@ -291,52 +277,3 @@ def vissl_commands(out_path: str | Path, arch: str, normalize_input: bool = True
         notes.append("this checkpoint expects inputs without mean/std normalisation: remove the Normalize "
                      "transform from the benchmark config's DATA.TRAIN/TEST.TRANSFORMS")
     return commands, notes
-
-
-# ------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="PATH", help="checkpoint to convert (any layout `inspect` recognises)")
-    parser.add_argument("--to", required=True, choices=TARGETS, help="output format")
-    parser.add_argument("-o", "--out", required=True, metavar="OUT",
-                        help="output file (.pth/.safetensors for torchvision and timm, .torch for VISSL, .pkl for detectron2)")
-    parser.add_argument("--method", metavar="NAME", default=None,
-                        help=f"method that trained the checkpoint, when the layout does not say ({', '.join(METHODS)})")
-    parser.add_argument("--key", metavar="K", default=None,
-                        help="branch to take: teacher|student (DINO, iBOT), encoder_q|encoder_k (MoCo), "
-                             "base_encoder|momentum_encoder (MoCo v3), backbone|momentum_backbone (Lightning)")
-    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
-
-
-def main(args: argparse.Namespace) -> int:
-    out = _check_out(args.out, args.force)
-    src = Path(args.path)
-    if src.exists() and out.exists() and out.resolve() == src.resolve():
-        raise UserError(f"{out}: -o names the input file; choose another output")
-    state_dict, info = load_backbone(src, method=args.method, key=args.key)
-    if is_vit(info.arch) and args.to != "timm":
-        raise UserError(f"{src}: --to {args.to} converts ResNet backbones only, and this is a Vision Transformer "
-                        f"({info.arch}); use --to timm")
-    meta = export_metadata(info)
-    writer = {"torchvision": save_torchvision, "vissl": save_vissl, "detectron2": save_detectron2_pkl, "timm": save_timm}[args.to]
-    writer(state_dict, out, args.force, metadata=meta)
-    print(f"read  {src}: {info.format} checkpoint, method {info.method}, {info.arch}, {info.num_params:,} parameters")
-    print(f"wrote {out}: {args.to} format, sha256 {sha256_file(out)}")
-    if args.to == "detectron2":
-        commands, notes = detectron2_commands(out, info.arch, info.normalize_input)
-        print("\nTrain and evaluate with detectron2 (VOC07+12 Faster R-CNN R50-C4; COCO Mask R-CNN R50-FPN 1x):")
-    elif args.to == "vissl":
-        commands, notes = vissl_commands(out, info.arch, info.normalize_input)
-        print("\nEvaluate with VISSL (from a VISSL checkout: ImageNet linear, VOC07 SVM, Places205, iNat18):")
-    else:
-        commands, notes = [], []
-        if args.to == "timm" and not is_vit(info.arch):
-            print("note: a ResNet's timm file is its torchvision state dict (timm's resnet* use torchvision's names)")
-        if not info.normalize_input:
-            print("note: this checkpoint expects inputs without mean/std normalisation (kept in the file's metadata)")
-    for line in commands:
-        print(f"  {line}")
-    for note in notes:
-        print(f"note: {note}")
-    return 0

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("vicreg_bench.cli.run", "run a benchmark suite on a checkpoint and write OUT/results.json"),
     "status": ("vicreg_bench.cli.status", "show the state of every task of a run's output folder"),
     "inspect": ("vicreg_bench.cli.inspect", "print what a checkpoint holds (format, method, arch, keys)"),
-    "convert": ("vicreg_bench.checkpoints.convert", "convert a checkpoint to torchvision, VISSL or detectron2 format"),
+    "convert": ("vicreg_bench.cli.convert", "convert a checkpoint to torchvision, VISSL or detectron2 format"),
     "extract": ("vicreg_bench.cli.extract", "extract frozen res5avg features of one dataset split to .npz"),
     "knn": ("vicreg_bench.cli.knn", "weighted k-NN (DINO protocol) on feature files"),
     "svm": ("vicreg_bench.cli.svm", "VOC07 linear SVM (VISSL protocol) on feature files"),
