@@ -92,7 +92,7 @@ def test_budget_flags_override_the_preset_and_are_checked():
     assert f"epochs={b.eval_epochs}" in main and "det_max_iter=1" in main and "svm_variant=squash" in main
     small = plan.run_args(PRESETS["small"], "small", Path("c.pth"), "x", Path("d"), Path("o"), Path("cache"), 0, 0,
                           ["voc07_det", "coco_det"], {})
-    assert "voc07_det.det_max_iter=170" in small and "coco_det.det_max_iter=40" in small  # values differ: scoped
+    assert "voc07_det.det_max_iter=170" in small and "coco_det.det_max_iter=80" in small  # values differ: scoped
 
 
 def test_random_init_is_the_trainers_initial_backbone(tmp_path):

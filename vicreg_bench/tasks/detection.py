@@ -137,4 +137,4 @@ _register(COCO, "COCO Mask R-CNN R50-FPN, box and mask AP",
           ("bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75"), "bbox_AP", "coco_det_task",
           (Column("bbox_AP", 2, "COCO det AP", 130), Column("segm_AP", 2, "COCO seg AP", 140)),
           (PublishedKey("vicreg", 2, "COCO det", "bbox_AP"), PublishedKey("vicreg", 2, "COCO seg", "segm_AP")), 90,
-          COCO_FPN_1X.max_iter, {"det_max_iter": 40, "det_ims_per_batch": 4, "det_roi_per_image": 16}, hours=12.0, own_run=False)
+          COCO_FPN_1X.max_iter, {"det_max_iter": 80, "det_ims_per_batch": 4, "det_roi_per_image": 16}, hours=12.0, own_run=False)
