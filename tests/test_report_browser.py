@@ -123,7 +123,7 @@ def test_report_renders_in_chromium(tmp_path, chromium):
     assert attrs.get("data-report-ready") == "yes", attrs
     assert attrs["data-images-total"] == attrs["data-images-ok"] == str(n_img)
     assert dom.count('<tr class="run"') == 3 and dom.count('<tr class="published"') >= 10
-    assert "Fig. 4" in dom and "VOC07 SVM: AP per class" in dom
+    assert "Fig. 4" in dom and "VOC07 linear SVMs (VISSL protocol): AP per class" in dom
 
     shot = tmp_path / "shot.png"
     run_chromium(chromium, tmp_path / "profile-shot", page.as_uri(), f"--screenshot={shot}", "--window-size=1280,2000")

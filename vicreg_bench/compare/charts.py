@@ -102,7 +102,7 @@ def task_bar_charts(table: Table) -> list[tuple[str, str]]:
 _K_METRIC = re.compile(r"^k(\d+)_top([15])$")
 
 
-def _title(task: str) -> str:
+def task_title(task: str) -> str:
     spec = all_tasks().get(task)
     return spec.summary if spec is not None else task
 
@@ -167,7 +167,7 @@ def _knn_chart(table: Table, task: str) -> str | None:
     ax.set_xlabel("k (neighbours)", fontsize=8)
     ax.set_ylabel("accuracy (%)", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_title(f"{_title(task)}: accuracy against k", fontsize=9)
+    ax.set_title(f"{task_title(task)}: accuracy against k", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _png(fig)
@@ -203,7 +203,7 @@ def _per_class_chart(table: Table, task: str) -> str | None:
     ax.set_xlim(0, 100)
     ax.set_xlabel("AP (%)", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
-    ax.set_title(f"{_title(task)}: average precision per class", fontsize=9)
+    ax.set_title(f"{task_title(task)}: average precision per class", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _png(fig)

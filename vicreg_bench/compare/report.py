@@ -24,6 +24,7 @@ from vicreg_bench.compare.charts import (
     knn_charts,
     per_class_charts,
     task_bar_charts,
+    task_title,
     train_diagnostics_chart,
     train_loss_chart,
 )
@@ -155,19 +156,19 @@ def build_report(
     sections = [_section("Comparison", render_html(table), "comparison")]
     sections.append(_section(
         "Results per task",
-        '<div class="charts">' + "".join(_figure_html(uri, f"{task} bar chart") for task, uri in bars) + "</div>"
+        '<div class="charts">' + "".join(_figure_html(uri, f"{task_title(task)}: bar chart") for task, uri in bars) + "</div>"
         if bars else '<p class="empty">no numbers to plot</p>',
         "bars",
     ))
     sections.append(_section(
         "k-NN accuracy against k",
-        '<div class="charts">' + "".join(_figure_html(uri, f"{task}: accuracy against k") for task, uri in knn)
+        '<div class="charts">' + "".join(_figure_html(uri, f"{task_title(task)}: accuracy against k") for task, uri in knn)
         + "</div>" if knn else '<p class="empty">no k-NN results</p>',
         "knn",
     ))
     sections.append(_section(
         "AP per class",
-        '<div class="charts">' + "".join(_figure_html(uri, f"{task}: AP per class") for task, uri in per_class)
+        '<div class="charts">' + "".join(_figure_html(uri, f"{task_title(task)}: AP per class") for task, uri in per_class)
         + "</div>" if per_class else '<p class="empty">no results with per-class AP</p>',
         "per-class",
     ))
