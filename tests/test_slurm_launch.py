@@ -151,3 +151,17 @@ def test_local_cluster_script_refuses_without_root():
     proc = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(REPO / "scripts" / "slurm_local.sh"), "stop"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 3 and "not root" in proc.stderr
+
+
+def test_cluster_doc_lists_every_task_with_its_registered_resources():
+    """docs/cluster.md's resource table is what the launcher requests: one row per task, none stale."""
+    from vicreg_bench.tasks.catalog import all_tasks
+
+    text = (REPO / "docs" / "cluster.md").read_text()
+    rows = {cells[0]: cells[1:] for line in text.splitlines() if line.startswith("| ")
+            if len(cells := [c.strip() for c in line.strip("|").split("|")]) == 5 and cells[0] in all_tasks()}
+    assert set(rows) == set(all_tasks())
+    for task, spec in all_tasks().items():
+        r = spec.resources
+        want = [str(r.gpus if r.device == "gpu" else 0), str(r.cpus), str(r.mem_gb), f"{r.hours:g}"]
+        assert rows[task] == want, (task, rows[task], want)

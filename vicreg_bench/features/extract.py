@@ -51,9 +51,17 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, and no more than a SLURM job step was given
+    (SLURM_CPUS_PER_TASK; clusters without CPU binding leave the mask at the whole node)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    granted = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return max(1, min(cpus, int(granted))) if granted.isdigit() and int(granted) > 0 else cpus
+
+
 def default_workers(device: str) -> int:
     """DataLoader workers: enough to feed a GPU (up to 10 per process), a few on CPU (compute shares cores)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = available_cpus()
     per_proc = max(1, cpus // max(1, D.get_world_size()))
     if str(device).startswith("cuda"):
         return min(10, per_proc)

@@ -143,7 +143,8 @@ def watch(job_ids: list[str], interval_s: float = 2.0, timeout_s: float | None =
           states: Callable[[list[str]], dict[str, str]] = job_states) -> Iterator[JobStateChange]:
     """Yield each job's state when it changes (first observation included) until all are in FINISHED.
 
-    Raises TimeoutError after `timeout_s` seconds with jobs still unfinished (they keep running)."""
+    Polls every `interval_s` at most, and sooner early on (a tenth of the time watched, from 0.5 s), so a
+    short job is not reported late by a whole interval. Raises TimeoutError after `timeout_s` seconds with jobs still unfinished (they keep running)."""
     t0 = time.monotonic()
     last: dict[str, str | None] = {str(j): None for j in job_ids}
     while True:
@@ -157,4 +158,4 @@ def watch(job_ids: list[str], interval_s: float = 2.0, timeout_s: float | None =
         if timeout_s is not None and time.monotonic() - t0 > timeout_s:
             waiting = ", ".join(f"{j} {s}" for j, s in last.items() if s not in FINISHED)
             raise TimeoutError(f"SLURM jobs still unfinished after {timeout_s:.0f} s: {waiting}")
-        time.sleep(interval_s)
+        time.sleep(min(interval_s, max(0.5, (time.monotonic() - t0) / 10)))

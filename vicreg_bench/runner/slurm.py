@@ -65,9 +65,15 @@ def job_settings(task: str, resources: Resources, opts: SlurmOptions):
 
 
 def run_task_job(config: RunConfig) -> int:
-    """What a job runs: the run of one task (several processes join through the SLURM task environment)."""
+    """What a job runs: the run of one task (several processes join through the SLURM task environment),
+    with torch's threads cut to the CPUs the job was given, so that jobs sharing a node do not oversubscribe
+    it when the cluster does not bind CPUs."""
+    import torch
+
+    from vicreg_bench.features.extract import available_cpus
     from vicreg_bench.runner.local import run_suite
 
+    torch.set_num_threads(min(torch.get_num_threads(), available_cpus()))
     return run_suite(config)
 
 
