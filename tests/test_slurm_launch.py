@@ -165,3 +165,18 @@ def test_cluster_doc_lists_every_task_with_its_registered_resources():
         r = spec.resources
         want = [str(r.gpus if r.device == "gpu" else 0), str(r.cpus), str(r.mem_gb), f"{r.hours:g}"]
         assert rows[task] == want, (task, rows[task], want)
+
+
+def test_a_job_uses_no_more_cpus_than_it_was_given(monkeypatch):
+    """Without CPU binding the affinity mask is the whole node: SLURM_CPUS_PER_TASK caps threads and workers."""
+    from vicreg_bench.features.extract import available_cpus
+
+    node = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert available_cpus() == node
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert available_cpus() == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", str(node + 8))  # never more than the mask
+    assert available_cpus() == node
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "")
+    assert available_cpus() == node

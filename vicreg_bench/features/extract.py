@@ -50,7 +50,6 @@ def resolve_precision(precision: str, device: str) -> str:
     return "fp32"
 
 
-
 def available_cpus() -> int:
     """CPUs this process may use: its affinity mask, and no more than a SLURM job step was given
     (SLURM_CPUS_PER_TASK; clusters without CPU binding leave the mask at the whole node)."""
