@@ -111,6 +111,8 @@ def test_three_tasks_on_two_checkpoints_equal_the_local_run(tiny_checkpoints, sy
         jobs = json.loads((tmp_path / "slurm" / stem / "slurm" / "jobs.json").read_text())
         assert set(jobs) == {"imagenet_knn", "voc07_svm", "imagenet_linear"}
         assert all(f"{stem}/{t}: SLURM job {j['job_id']} COMPLETED" in printed for t, j in jobs.items())
+        # each job gets only its task's options: no "option svm_costs ... ignored" notes in the k-NN job's log
+        assert not any("ignored" in Path(j["stdout"]).read_text() for j in jobs.values())
         local, slurm = (_metrics(tmp_path / side / stem / "results.json") for side in ("local", "slurm"))
         assert set(slurm) == {"imagenet_knn", "voc07_svm", "imagenet_linear"}
         for task in slurm:

@@ -25,6 +25,7 @@ from vicreg_bench.locks import locked
 from vicreg_bench.runner.plan import RunConfig
 from vicreg_bench.runner.status import JOBS_FILE
 from vicreg_bench.tasks.catalog import all_tasks
+from vicreg_bench.tasks.options import RawOption, option_fields
 from vicreg_bench.tasks.registry import Resources
 
 GPUS_PER_NODE = 8
@@ -75,6 +76,13 @@ def run_task_job(config: RunConfig) -> int:
 
     torch.set_num_threads(min(torch.get_num_threads(), available_cpus()))
     return run_suite(config)
+
+
+def options_for_task(task: str, raw: list[RawOption]) -> list[RawOption]:
+    """The options of a run that `task` reads: a job runs one task, and the others' options would only
+    print "ignored" notes in its log."""
+    fields = option_fields(all_tasks()[task].options)
+    return [r for r in raw if r.key.rpartition(".")[0] in ("", task) and r.key.rpartition(".")[2] in fields]
 
 
 def read_jobs(out: Path) -> dict[str, dict]:
@@ -159,7 +167,8 @@ def submit_run(config: RunConfig, opts: SlurmOptions, say: Callable[..., None] =
             continue
         settings = job_settings(task, specs[task].resources, opts)
         executor = make_executor(settings, config.out / "slurm")
-        job = submit(executor, run_task_job, replace(config, tasks=[task]),
+        job_config = replace(config, tasks=[task], options=options_for_task(task, config.options))
+        job = submit(executor, run_task_job, job_config,
                      torch_env=settings.nodes * settings.tasks_per_node > 1)
         record_job(config.out, task, {"job_id": str(job.job_id), "submitted": round(time.time(), 1),
                                       "settings": settings.executor_parameters(), **job_log_paths(job)})
