@@ -68,14 +68,15 @@ def test_two_runs_of_disjoint_tasks_into_one_out_keep_both(tiny_checkpoints, syn
         cmd = [sys.executable, "-m", "vicreg_bench.cli", "run", "--ckpt", str(tiny_checkpoints["trained"]),
                "--tasks", tasks, "--data-root", str(synthetic_root), "--out", str(out), "--cache-dir",
                str(tmp_path / cache), "--device", "cpu", "--image-size", "32", "--workers", "0",
-               "--svm-variant", "squash", "--option", "svm_costs=[1.0]", "--option", "svm_jobs=1"]
+               "--svm-variant", "squash", "--option", "svm_costs=[1.0]", "--option", "svm_jobs=1", "--epochs", "2"]
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    procs = [start("imagenet_knn", "cache_a"), start("voc07_svm", "cache_b")]
+    # two tasks each: four merges into one results.json, interleaved between two real processes
+    procs = [start("imagenet_knn,imagenet_linear", "cache_a"), start("voc07_svm,inat18_linear", "cache_b")]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     doc = read_results(out / "results.json")
-    assert set(doc["tasks"]) == {"imagenet_knn", "voc07_svm"}
+    assert set(doc["tasks"]) == {"imagenet_knn", "imagenet_linear", "voc07_svm", "inat18_linear"}
     assert all(e["status"] == "ok" for e in doc["tasks"].values())
 
 
