@@ -60,7 +60,10 @@ def assert_resumed_and_equal(exp: Path, reference: Path) -> None:
     starts = [r for r in records if r["type"] == "start"]
     assert len(starts) == 2 and starts[0]["resumed_from_step"] is None
     saved_before = [r["step"] for r in records[: records.index(starts[1])] if r["type"] == "checkpoint"]
-    assert 0 < starts[1]["resumed_from_step"] == saved_before[-1] < STEPS  # from the last checkpoint, mid-run
+    # from the last checkpoint, mid-run. A kill between the checkpoint's atomic save and its log line loses the
+    # line, not the checkpoint: the resume may then start one checkpoint (one step here) after the last logged.
+    assert 0 < starts[1]["resumed_from_step"] < STEPS
+    assert starts[1]["resumed_from_step"] in (saved_before[-1], saved_before[-1] + 1), (starts[1], saved_before[-3:])
     assert records[-1]["type"] == "end" and records[-1]["status"] == "finished" and records[-1]["step"] == STEPS
     ref, got = backbone(reference), backbone(exp)
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
