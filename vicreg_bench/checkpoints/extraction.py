@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -59,6 +59,20 @@ def is_mapping(value: Any) -> bool:
 def other_entries(obj: Mapping, *used: str) -> list[str]:
     """Top-level entries not used, for the dropped-keys list."""
     return [str(k) for k in obj if k not in used]
+
+
+def wrapped_state_dicts(obj: Any, entries: tuple[str, ...]) -> Iterator[tuple[str, Mapping]]:
+    """(entry, mapping) for each of `entries` that holds a mapping in a checkpoint dict (`{"state_dict": ...}`,
+    `{"model": ...}`, ...), in the order given: the wrapped layouts of ResNets and ViTs search the same way."""
+    if is_mapping(obj):
+        for entry in entries:
+            if is_mapping(obj.get(entry)):
+                yield entry, obj[entry]
+
+
+def timm_training_checkpoint(obj: Mapping) -> bool:
+    """timm's train.py saves `{arch, version, args, state_dict, ...}`."""
+    return {"arch", "version", "args"} <= set(obj)
 
 
 def pick_branch(key: str | None, branches: Mapping[str, Any], default: str, what: str) -> str:

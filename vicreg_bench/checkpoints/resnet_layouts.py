@@ -22,6 +22,8 @@ from vicreg_bench.checkpoints.extraction import (
     is_tensor,
     other_entries,
     pick_branch,
+    timm_training_checkpoint,
+    wrapped_state_dicts,
 )
 from vicreg_bench.checkpoints.info import METHODS
 from vicreg_bench.checkpoints.names import NAMINGS, TRUNK_SIGNATURES
@@ -337,18 +339,12 @@ _WRAPPER_ENTRIES = ("state_dict", "model", "model_state_dict", "model_state", "n
 
 
 def _wrapped(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
-    obj = raw.obj
-    if not is_mapping(obj):
-        return None
-    for entry in _WRAPPER_ENTRIES:
-        sd = obj.get(entry)
-        if not is_mapping(sd):
-            continue
+    for entry, sd in wrapped_state_dicts(raw.obj, _WRAPPER_ENTRIES):
         for prefix in ("", "module."):
             if _has_trunk(sd, prefix):
                 backbone, dropped = _take(sd, prefix, "torchvision", f"{entry}/")
-                dropped += other_entries(obj, entry)
-                timm = {"arch", "version", "args"} <= set(obj)
+                dropped += other_entries(raw.obj, entry)
+                timm = timm_training_checkpoint(raw.obj)
                 notes = [f"torchvision names under {entry!r}" + (" (timm training checkpoint)" if timm else "")]
                 return Extraction("torchvision_wrapped", "timm" if timm else "torchvision", backbone, f"{entry}/{prefix}", dropped, notes)
     return None

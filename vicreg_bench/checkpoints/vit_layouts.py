@@ -33,6 +33,8 @@ from vicreg_bench.checkpoints.extraction import (
     is_tensor,
     other_entries,
     pick_branch,
+    timm_training_checkpoint,
+    wrapped_state_dicts,
 )
 from vicreg_bench.checkpoints.info import METHODS
 from vicreg_bench.checkpoints.readers import RawCheckpoint
@@ -174,20 +176,14 @@ def _timm_flat(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
 
 
 def _wrapped(raw: RawCheckpoint, ctx: Context) -> Extraction | None:
-    obj = raw.obj
-    if not is_mapping(obj):
-        return None
-    for entry in _WRAPPER_ENTRIES:
-        sd = obj.get(entry)
-        if not is_mapping(sd):
-            continue
+    for entry, sd in wrapped_state_dicts(raw.obj, _WRAPPER_ENTRIES):
         prefixes = vit_prefixes(sd)
         prefix = next((p for p in ("", "module.") if p in prefixes), None)
         if prefix is not None:
-            timm = {"arch", "version", "args"} <= set(obj)
+            timm = timm_training_checkpoint(raw.obj)
             notes = [f"timm-named ViT under {entry!r}" + (" (timm training checkpoint)" if timm else "")]
             ext = _vit("timm_vit_wrapped", "timm", sd, prefix, f"{entry}/", notes)
-            ext.dropped += other_entries(obj, entry)
+            ext.dropped += other_entries(raw.obj, entry)
             return ext
     return None
 
