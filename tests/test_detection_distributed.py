@@ -35,7 +35,8 @@ SCRIPT = textwrap.dedent(
     dist.all_gather_object(gathered, (float(w.sum()), float(bn[0].running_mean.sum())))
     if dist.get_rank() == 0:
         print("RESULT " + json.dumps({"n_bn": len(bn), "done": res.iterations_done, "per_rank": gathered}))
-    dist.destroy_process_group()
+    from vicreg_bench.distributed import cleanup
+    cleanup()
     """
 )
 

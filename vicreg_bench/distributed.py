@@ -162,5 +162,11 @@ def any_rank(flag: bool) -> bool:
 
 
 def cleanup() -> None:
+    """Leave the process group together: a barrier first, so that no rank tears its gloo connections down
+    while a peer still uses them (seen under load as a peer's SIGABRT, "terminate called without an active
+    exception", after the work had finished)."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()

@@ -95,6 +95,5 @@ def main(args: argparse.Namespace) -> int:
             print(f"skipped {len(fs.skipped)} undecodable image(s):", file=sys.stderr)
             for b in fs.skipped:
                 print(f"  {b['path']}: {b['error']}", file=sys.stderr)
-    D.barrier()
-    D.cleanup()
+    D.cleanup()  # waits for every rank first
     return 0

@@ -232,8 +232,7 @@ def run_suite(config: RunConfig, say: Callable[..., None] = print) -> int:
         say()
         say(summary_table(doc, config.tasks))
         say(f"\nresults: {results_path}")
-    D.barrier()
-    D.cleanup()
+    D.cleanup()  # waits for every rank first
     if main_rank and results_path.is_file():
         doc = read_results(results_path)  # tasks other processes finished meanwhile count too
     failed = [t for t in config.tasks if doc["tasks"].get(t, {}).get("status") == "failed"]
